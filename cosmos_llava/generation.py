@@ -1,0 +1,252 @@
+"""Turning a conversation into model inputs, and streaming a reply.
+
+Context rule (documented in the README): when the conversation does not fit the context window with
+room for `max_new_tokens`, the oldest user/assistant exchanges are dropped, with their images, one at a
+time. If the current message alone still leaves less room than `max_new_tokens`, the reply is capped to
+the room left; if the current message alone does not fit at all, a `ContextOverflowError` says so.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from .conversation import Conversation
+from .errors import ContextOverflowError, CosmosLlavaError
+from .loading import LoadedModel
+from .templates import IMAGE_TOKEN
+
+
+@dataclass
+class GenerationSettings:
+    temperature: float = 0.2
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if self.temperature < 0:
+            raise CosmosLlavaError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise CosmosLlavaError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise CosmosLlavaError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.repetition_penalty <= 0:
+            raise CosmosLlavaError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+
+@dataclass
+class PreparedPrompt:
+    text: str
+    images: list
+    prompt_tokens: int
+    dropped_turns: int
+    max_new_tokens: int
+
+
+def render_prompt(loaded: LoadedModel, conversation: Conversation, first_turn: int = 0) -> str:
+    return loaded.tokenizer.apply_chat_template(
+        conversation.messages(first_turn),
+        chat_template=loaded.template.jinja,
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+
+
+def count_prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
+    ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return len(ids) + prompt.count(IMAGE_TOKEN) * (loaded.image_token_count - 1)
+
+
+def prepare_prompt(loaded: LoadedModel, conversation: Conversation, max_new_tokens: int) -> PreparedPrompt:
+    """Render the conversation for the model, fitting it to the context window (see module doc)."""
+    if not conversation.turns or conversation.turns[-1].role != "user":
+        raise CosmosLlavaError("the conversation must end with a user message")
+    context = loaded.context_length
+    first = 0
+    while True:
+        prompt = render_prompt(loaded, conversation, first)
+        tokens = count_prompt_tokens(loaded, prompt)
+        if tokens + max_new_tokens <= context:
+            break
+        if first + 2 < len(conversation.turns):
+            first += 2  # drop the oldest user/assistant exchange
+            continue
+        if tokens < context:
+            max_new_tokens = context - tokens
+            break
+        raise ContextOverflowError(
+            f"the message is too long: {tokens} tokens (images included), the model's context window is {context}"
+        )
+    images = [image for turn in conversation.turns[first:] for image in turn.images]
+    return PreparedPrompt(prompt, images, tokens, first, max_new_tokens)
+
+
+def model_inputs(loaded: LoadedModel, prepared: PreparedPrompt):
+    inputs = loaded.processor(
+        text=prepared.text,
+        images=prepared.images or None,
+        return_tensors="pt",
+        add_special_tokens=False,  # the template already wrote BOS
+    )
+    out = {key: value.to(loaded.device) for key, value in inputs.items()}
+    if "pixel_values" in out:
+        out["pixel_values"] = out["pixel_values"].to(loaded.vision_dtype)
+    return out
+
+
+class _Cancelled(StoppingCriteria):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return self.event.is_set()
+
+
+class _CountingStreamer(TextIteratorStreamer):
+    """TextIteratorStreamer that also counts generated tokens (for usage figures)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generated = 0
+        self._prompt_seen = False
+
+    def put(self, value):
+        if not self._prompt_seen:
+            self._prompt_seen = True
+        else:
+            self.generated += value.numel()
+        super().put(value)
+
+
+class Reply:
+    """A reply being generated: iterate for text chunks as they come.
+
+    After iteration: `text`, `prompt_tokens`, `completion_tokens`, `finish_reason` ("stop", "length"
+    or "cancelled") and `dropped_turns`. `cancel()` stops generation from any thread.
+    """
+
+    def __init__(self, loaded: LoadedModel, conversation: Conversation, settings: GenerationSettings,
+                 cancel_event: threading.Event | None = None):
+        settings.validate()
+        self.loaded = loaded
+        self.settings = settings
+        self.cancel_event = cancel_event or threading.Event()
+        prepared = prepare_prompt(loaded, conversation, settings.max_new_tokens)
+        self.prompt_tokens = prepared.prompt_tokens
+        self.dropped_turns = prepared.dropped_turns
+        self.max_new_tokens = prepared.max_new_tokens
+        self.inputs = model_inputs(loaded, prepared)
+        self.chunks: list[str] = []
+        self.finish_reason: str | None = None
+        self._error: BaseException | None = None
+        self._streamer = _CountingStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self._thread: threading.Thread | None = None
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def completion_tokens(self) -> int:
+        return self._streamer.generated
+
+    @property
+    def text(self) -> str:
+        text = "".join(self.chunks)
+        for stop in self.loaded.template.stop_strings:
+            if stop.strip() == "" and text.endswith(stop):
+                text = text[: -len(stop)]
+        return text.strip()
+
+    def _generate_kwargs(self) -> dict:
+        s = self.settings
+        tokenizer = self.loaded.tokenizer
+        vocab = tokenizer.get_vocab()
+        gen_config = self.loaded.model.generation_config
+        eos = gen_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        stop_strings = []
+        for stop in self.loaded.template.stop_strings:
+            if stop in vocab:
+                eos_ids.add(vocab[stop])
+            else:
+                stop_strings.append(stop)
+        kwargs = dict(
+            **self.inputs,
+            max_new_tokens=self.max_new_tokens,
+            streamer=self._streamer,
+            stopping_criteria=StoppingCriteriaList([_Cancelled(self.cancel_event)]),
+            eos_token_id=sorted(eos_ids) or None,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=0),
+            repetition_penalty=s.repetition_penalty,
+            do_sample=s.temperature > 0,
+        )
+        if s.temperature > 0:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if stop_strings:
+            kwargs.update(stop_strings=stop_strings, tokenizer=tokenizer)
+        return kwargs
+
+    def _run(self, kwargs) -> None:
+        try:
+            if self.settings.seed is not None:
+                torch.manual_seed(self.settings.seed)
+            with torch.inference_mode():
+                self.loaded.model.generate(**kwargs)
+        except BaseException as exc:  # re-raised in the consuming thread
+            self._error = exc
+        finally:
+            self._streamer.end()
+
+    def __iter__(self):
+        kwargs = self._generate_kwargs()
+        self._thread = threading.Thread(target=self._run, args=(kwargs,), daemon=True)
+        self._thread.start()
+        exhausted = False
+        try:
+            for chunk in self._streamer:
+                if chunk:
+                    self.chunks.append(chunk)
+                    yield chunk
+            exhausted = True
+        finally:
+            if not exhausted:  # the consumer stopped listening: stop generating too
+                self.cancel_event.set()
+            self._thread.join()
+        if self._error is not None:
+            raise _user_error(self._error)
+        if self.cancel_event.is_set():
+            self.finish_reason = "cancelled"
+        elif self.completion_tokens >= self.max_new_tokens:
+            self.finish_reason = "length"
+        else:
+            self.finish_reason = "stop"
+
+
+def _user_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return CosmosLlavaError("out of GPU memory: try --quant 4bit, a shorter conversation or fewer images")
+    return exc
+
+
+def stream_reply(loaded: LoadedModel, conversation: Conversation, settings: GenerationSettings | None = None,
+                 cancel_event: threading.Event | None = None) -> Reply:
+    """Start a reply to the conversation's last user message; iterate the result for text chunks."""
+    return Reply(loaded, conversation, settings or GenerationSettings(), cancel_event)
+
+
+def generate_reply(loaded: LoadedModel, conversation: Conversation, settings: GenerationSettings | None = None,
+                   add_to_conversation: bool = True) -> str:
+    """Generate the whole reply (no streaming); by default it is appended to the conversation."""
+    reply = stream_reply(loaded, conversation, settings)
+    for _ in reply:
+        pass
+    if add_to_conversation:
+        conversation.add_assistant(reply.text)
+    return reply.text
