@@ -31,6 +31,21 @@ _PROJECTOR_PREFIX = "model.mm_projector."
 _VISION_PREFIXES = ("model.vision_tower.vision_tower.", "vision_model.")
 
 
+def _local_folder(src: str) -> Path:
+    """A local folder as is; a hub id ("owner/name") is downloaded (honouring HF_HUB_OFFLINE)."""
+    path = Path(src)
+    if path.is_dir():
+        return path
+    if path.exists() or src.startswith((".", "/", "~")) or src.count("/") != 1:
+        raise ModelLoadError(f"checkpoint folder not found: {src}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.jinja"]))
+    except Exception as exc:  # offline, unknown repo, no access: all one line for the user
+        raise ModelLoadError(f"cannot download '{src}' from the Hugging Face Hub: {_first_line(exc)}") from None
+
+
 def read_original_config(src: Path) -> dict:
     path = src / "config.json"
     if not path.is_file():
@@ -122,10 +137,8 @@ def convert(
     template: str | None = None,
     dtype="auto",
 ):
-    """Convert the original-LLaVA checkpoint folder `src`; save to `out` if given."""
-    src = Path(src)
-    if not src.is_dir():
-        raise ModelLoadError(f"checkpoint folder not found: {src}")
+    """Convert the original-LLaVA checkpoint `src` (folder or hub id); save to `out` if given."""
+    src = _local_folder(str(src))
     config = read_original_config(src)
     if config.get("mm_use_im_start_end"):
         raise CosmosLlavaError("checkpoints with mm_use_im_start_end=true are not supported")

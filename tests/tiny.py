@@ -131,3 +131,86 @@ def save_tiny_mistral(out: Path, seed: int = 4) -> Path:
     MistralForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def save_original_llava(out: Path, llm_dir: Path, vision_dir: Path, projector: str = "mlp2x_gelu",
+                        family: str = "llama", include_vision: bool = False, seed: int = 5) -> Path:
+    """A checkpoint in the original LLaVA repository's layout (as Turkish-LLaVA-v0.1 is published):
+    LLM weights + `model.mm_projector.*` in two torch .bin shards with an index, `mm_*` settings in
+    config.json, the tokenizer, and the vision tower referenced by path (optionally included)."""
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM, CLIPVisionModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    llm = AutoModelForCausalLM.from_pretrained(llm_dir)
+    state = {k: v.clone() for k, v in llm.state_dict().items()}
+    torch.manual_seed(seed)
+    d_text, d_vision = llm.config.hidden_size, _VISION["hidden_size"]
+    if projector == "mlp2x_gelu":
+        state["model.mm_projector.0.weight"] = torch.randn(d_text, d_vision) * 0.2
+        state["model.mm_projector.0.bias"] = torch.randn(d_text) * 0.1
+        state["model.mm_projector.2.weight"] = torch.randn(d_text, d_text) * 0.2
+        state["model.mm_projector.2.bias"] = torch.randn(d_text) * 0.1
+    else:
+        state["model.mm_projector.weight"] = torch.randn(d_text, d_vision) * 0.2
+        state["model.mm_projector.bias"] = torch.randn(d_text) * 0.1
+    if include_vision:
+        vision = CLIPVisionModel.from_pretrained(vision_dir)
+        for key, value in vision.state_dict().items():
+            # Perturbed, so a test can tell the included weights from the named tower's.
+            state[f"model.vision_tower.vision_tower.vision_model.{key}"] = value + 0.01
+    keys = sorted(state)
+    half = len(keys) // 2
+    weight_map = {}
+    for i, chunk in enumerate((keys[:half], keys[half:]), start=1):
+        name = f"pytorch_model-0000{i}-of-00002.bin"
+        torch.save({k: state[k].contiguous() for k in chunk}, out / name)
+        weight_map.update({k: name for k in chunk})
+    (out / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+    config = llm.config.to_dict()
+    config.update(
+        model_type=f"llava_{family}",
+        architectures=[f"Llava{family.capitalize()}ForCausalLM"],
+        mm_vision_tower=str(vision_dir),
+        mm_hidden_size=d_vision,
+        mm_projector_type=projector,
+        mm_vision_select_layer=-2,
+        mm_vision_select_feature="patch",
+        image_aspect_ratio="pad",
+        mm_use_im_start_end=False,
+        mm_use_im_patch_token=False,
+        tune_mm_mlp_adapter=False,
+        tokenizer_padding_side="right",
+        tokenizer_model_max_length=512,
+        use_mm_proj=True,
+    )
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    for file in Path(llm_dir).iterdir():
+        if file.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(file, out / file.name)
+    return out
+
+
+def solid_image(color=(200, 30, 30), size=(80, 48)):
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, color)
+    ImageDraw.Draw(image).ellipse((10, 8, 40, 38), fill=(20, 40, 220))
+    return image
+
+
+if __name__ == "__main__":
+    # `python tests/tiny.py OUT_DIR`: tiny random-weight parts to try compose / convert / chat offline.
+    import sys
+
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-parts")
+    for name, save in (("clip", save_tiny_clip), ("siglip", save_tiny_siglip), ("llama3", save_tiny_llama3),
+                       ("mistral", save_tiny_mistral)):
+        save(root / name)
+    save_original_llava(root / "original-llava", root / "llama3", root / "clip")
+    tiny_image = solid_image(size=(64, 64))
+    tiny_image.save(root / "scene.png")
+    print(f"tiny checkpoints written to {root}/: clip siglip llama3 mistral original-llava scene.png")
