@@ -145,7 +145,6 @@ class Reply:
         self.finish_reason: str | None = None
         self._error: BaseException | None = None
         self._streamer = _CountingStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        self._thread: threading.Thread | None = None
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -195,6 +194,8 @@ class Reply:
 
     def _run(self, kwargs) -> None:
         try:
+            if self.cancel_event.is_set():  # cancelled while waiting for the model's thread
+                return
             if self.settings.seed is not None:
                 torch.manual_seed(self.settings.seed)
             with torch.inference_mode():
@@ -206,8 +207,8 @@ class Reply:
 
     def __iter__(self):
         kwargs = self._generate_kwargs()
-        self._thread = threading.Thread(target=self._run, args=(kwargs,), daemon=True)
-        self._thread.start()
+        # Runs on the model's own thread (see loading.model_thread); queued behind earlier replies.
+        done = self.loaded.executor.submit(self._run, kwargs)
         exhausted = False
         try:
             for chunk in self._streamer:
@@ -218,7 +219,7 @@ class Reply:
         finally:
             if not exhausted:  # the consumer stopped listening: stop generating too
                 self.cancel_event.set()
-            self._thread.join()
+            done.result()
         if self._error is not None:
             raise _user_error(self._error)
         if self.cancel_event.is_set():

@@ -17,8 +17,10 @@ class ScriptedHead(torch.nn.Module):
         super().__init__()
         self.script, self.vocab, self.step = script, vocab, 0
         self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.threads = set()
 
     def forward(self, hidden):
+        self.threads.add(threading.current_thread().name)
         logits = torch.zeros(*hidden.shape[:-1], self.vocab)
         logits[..., self.script[min(self.step, len(self.script) - 1)]] = 100.0
         self.step += 1
@@ -47,6 +49,8 @@ def test_stops_at_end_of_turn_and_streams(scripted):
     assert "".join(chunks).strip() == answer and len(chunks) > 1
     assert reply.text == answer
     assert reply.finish_reason == "stop"
+    # All compute ran on the model's own thread, never on the caller's (see loading.model_thread).
+    assert {name.split("_")[0] for name in loaded.model.lm_head.threads} == {"cosmos-llava-model"}
     eot_position = script.index(loaded.tokenizer.convert_tokens_to_ids("<|eot_id|>"))
     assert reply.completion_tokens == eot_position + 1  # the answer and its end-of-turn token, nothing more
     assert reply.prompt_tokens == prepare_prompt(loaded, conv, 50).prompt_tokens

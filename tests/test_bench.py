@@ -1,0 +1,33 @@
+"""bench/infer.py runs end to end on the tiny shape and reports both paths."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+
+def test_infer_bench_tiny(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "bench/infer.py", "--shape", "tiny", "--max-new-tokens", "8", "--repeats", "1", "--json", out],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| path | TTFT (s) | first text (s) | decode (tok/s) | peak memory (MiB) |" in result.stdout
+    report = json.loads(out.read_text())
+    assert [row["path"] for row in report["rows"]] == ["cosmos_llava", "baseline"]
+    assert report["image_tokens"] == 16 and report["new_tokens"] == 8
+    for row in report["rows"]:
+        assert row["ttft_s"] > 0 and row["decode_tok_s"] > 0 and row["peak_mem_mib"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for CPU-only machines")
+def test_infer_bench_refuses_8b_on_cpu():
+    result = subprocess.run([sys.executable, "bench/infer.py", "--shape", "llava-8b"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == "error: --shape llava-8b needs a GPU (about 17 GB in bf16); pass --device cpu to force it\n"
