@@ -34,7 +34,7 @@ from transformers import (
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-from .errors import CosmosLlavaError, ModelLoadError
+from .errors import CosmosLlavaError, ModelLoadError, first_line
 from .templates import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, NAMED_TEMPLATES, accept_image_parts, end_of_turn_strings, named_template
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def load_vision_encoder(path_or_id: str, dtype="auto"):
     try:
         config = AutoConfig.from_pretrained(path_or_id)
     except OSError as exc:
-        raise ModelLoadError(f"cannot load vision encoder '{path_or_id}': {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load vision encoder '{path_or_id}': {first_line(exc)}") from None
     vision_config = getattr(config, "vision_config", config)
     if vision_config.model_type not in _VISION_ENCODERS:
         raise CosmosLlavaError(
@@ -229,17 +229,12 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load_language_model(path_or_id: str, dtype="auto"):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path_or_id)
         model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype)
     except OSError as exc:
-        raise ModelLoadError(f"cannot load language model '{path_or_id}': {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load language model '{path_or_id}': {first_line(exc)}") from None
     return model, tokenizer
 
 

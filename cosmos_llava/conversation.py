@@ -46,12 +46,14 @@ class Conversation:
     def add_user(self, text: str = "", images: Iterable = ()) -> Turn:
         """Add a user turn. `images` are paths, bytes or PIL images, decoded and checked here."""
         loaded = [load_image(image) for image in images]
-        text = text or ""
-        if not text.strip() and not loaded:
+        return self._append_user(_place_images(text or "", loaded))
+
+    def _append_user(self, parts: list[Part]) -> Turn:
+        if not any(isinstance(p, Image.Image) or p.strip() for p in parts):
             raise CosmosLlavaError("empty message: write some text or attach an image")
         if self.turns and self.turns[-1].role == "user":
             raise CosmosLlavaError("the previous user message has no reply yet")
-        turn = Turn("user", _place_images(text, loaded))
+        turn = Turn("user", parts)
         self.turns.append(turn)
         return turn
 
@@ -112,12 +114,7 @@ class Conversation:
                     else:
                         raise CosmosLlavaError(f"unsupported content part type '{kind}'")
             if role == "user":
-                text_parts = [p for p in parts if isinstance(p, str)]
-                if not any(p.strip() for p in text_parts) and len(text_parts) == len(parts):
-                    raise CosmosLlavaError("empty message: write some text or attach an image")
-                if conv.turns and conv.turns[-1].role == "user":
-                    raise CosmosLlavaError("two user messages in a row: each needs a reply between them")
-                conv.turns.append(Turn("user", _refuse_literal_markers(parts)))
+                conv._append_user(_refuse_literal_markers(parts))
             else:
                 conv.add_assistant("\n".join(p for p in parts if isinstance(p, str)))
         return conv

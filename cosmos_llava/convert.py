@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .compose import _first_line, assemble_llava, choose_chat_template, load_vision_encoder, save
-from .errors import CosmosLlavaError, ModelLoadError
+from .compose import assemble_llava, choose_chat_template, load_vision_encoder, save
+from .errors import CosmosLlavaError, ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _local_folder(src: str) -> Path:
     try:
         return Path(snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.jinja"]))
     except Exception as exc:  # offline, unknown repo, no access: all one line for the user
-        raise ModelLoadError(f"cannot download '{src}' from the Hugging Face Hub: {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot download '{src}' from the Hugging Face Hub: {first_line(exc)}") from None
 
 
 def read_original_config(src: Path) -> dict:
@@ -161,13 +161,13 @@ def convert(
         try:
             encoder.load_state_dict(included, strict=True)
         except RuntimeError as exc:
-            raise ModelLoadError(f"vision weights in the checkpoint do not fit '{vision_id}': {_first_line(exc)}") from None
+            raise ModelLoadError(f"vision weights in the checkpoint do not fit '{vision_id}': {first_line(exc)}") from None
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(src)
         language_model = AutoModelForCausalLM.from_pretrained(src, config=text_config_from(config), dtype=dtype)
     except OSError as exc:
-        raise ModelLoadError(f"cannot read '{src}': {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot read '{src}': {first_line(exc)}") from None
     jinja, template_name = choose_chat_template(tokenizer, template)
 
     model, processor = assemble_llava(

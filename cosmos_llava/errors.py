@@ -25,3 +25,9 @@ class ContextOverflowError(CosmosLlavaError):
 
 class ModelLoadError(CosmosLlavaError):
     """A model folder or hub id could not be loaded (missing, wrong format, quantization unavailable)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can span many lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
-from .compose import _first_line
 from .conversation import Conversation
-from .errors import CosmosLlavaError, ModelLoadError
+from .errors import CosmosLlavaError, ModelLoadError, first_line
 from .templates import DEFAULT_SYSTEM_PROMPT, ChatTemplate, resolve_chat_template
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,7 @@ def _require_bitsandbytes(quant: str) -> None:
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:  # broken CUDA libraries, unsupported platform, ...
-        raise ModelLoadError(f"--quant {quant}: bitsandbytes cannot run on this machine: {_first_line(exc)}") from None
+        raise ModelLoadError(f"--quant {quant}: bitsandbytes cannot run on this machine: {first_line(exc)}") from None
 
 
 def _check_folder(model: str) -> None:
@@ -165,10 +164,10 @@ def load_model(
             processor = AutoProcessor.from_pretrained(model, backend="pil")
             net = AutoModelForImageTextToText.from_pretrained(model, **kwargs)
         except OSError as exc:
-            raise ModelLoadError(f"cannot load model '{model}': {_first_line(exc)}") from None
+            raise ModelLoadError(f"cannot load model '{model}': {first_line(exc)}") from None
         except (RuntimeError, ValueError, ImportError) as exc:
             if qconfig is not None:
-                raise ModelLoadError(f"--quant {quant} failed on this machine: {_first_line(exc)}") from None
+                raise ModelLoadError(f"--quant {quant} failed on this machine: {first_line(exc)}") from None
             raise
         if adapter:
             net = _attach_adapter(net, adapter)
@@ -199,7 +198,7 @@ def _attach_adapter(net, adapter: str):
     try:
         return PeftModel.from_pretrained(net, adapter)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load adapter '{adapter}': {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load adapter '{adapter}': {first_line(exc)}") from None
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
