@@ -41,11 +41,12 @@ def test_prompt_prints_only_the_answer(llava_llama3, loaded_llama3, tmp_path):
 def test_interactive_session(llava_llama3, tmp_path):
     image = tmp_path / "scene.png"
     tiny.solid_image().save(image)
-    script = f"/image {image}\nBu ne?\nPeki rengi?\n/image /yok/boyle/bir/dosya.png\n/reset\n/nope\n/quit\n"
+    script = f"/image {image}\nBu ne?\nPeki rengi?\n/image /yok/boyle/bir/dosya.png\n/reset\n/system Kısa yanıt ver.\n/nope\n/quit\n"
     result = run_cli("chat", "--model", llava_llama3, "--temperature", "0", "--max-new-tokens", "4", stdin=script)
     assert result.returncode == 0, result.stderr
     assert "1 image(s) will go with your next message" in result.stdout
     assert "conversation cleared" in result.stdout
+    assert "system prompt set; conversation cleared" in result.stdout
     assert "error: image file not found: /yok/boyle/bir/dosya.png" in result.stderr
     assert "error: unknown command '/nope'" in result.stderr
     assert "Traceback" not in result.stderr
