@@ -13,14 +13,16 @@ from conftest import REPO
 def test_infer_bench_tiny(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "bench/infer.py", "--shape", "tiny", "--max-new-tokens", "8", "--repeats", "1", "--json", out],
+        [sys.executable, "bench/infer.py", "--shape", "tiny", "--max-new-tokens", "8", "--repeats", "1",
+         "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "| path | TTFT (s) | first text (s) | decode (tok/s) | peak memory (MiB) |" in result.stdout
+    assert "| path | TTFT (s) | first text (s) | decode (tok/s) | peak memory (MiB) | over start (MiB) |" in result.stdout
     report = json.loads(out.read_text())
     assert [row["path"] for row in report["rows"]] == ["cosmos_llava", "baseline"]
     assert report["image_tokens"] == 16 and report["new_tokens"] == 8
+    assert report["prompt_tokens"] > report["image_tokens"]
     for row in report["rows"]:
         assert row["ttft_s"] > 0 and row["decode_tok_s"] > 0 and row["peak_mem_mib"] > 0
 
@@ -30,4 +32,6 @@ def test_infer_bench_refuses_8b_on_cpu():
     result = subprocess.run([sys.executable, "bench/infer.py", "--shape", "llava-8b"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert result.stderr == "error: --shape llava-8b needs a GPU (about 17 GB in bf16); pass --device cpu to force it\n"
+    assert result.stderr == (
+        "error: --shape llava-8b needs a GPU (on CPU: ~32 GB of RAM in fp32 and very slow); pass --device cpu to force it\n"
+    )
