@@ -65,8 +65,8 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from cosmos_llava.compose import assemble_llava, save  # noqa: E402
 from cosmos_llava.errors import CosmosLlavaError  # noqa: E402
 from cosmos_llava.generation import GenerationSettings, prepare_prompt, stream_reply  # noqa: E402
-from cosmos_llava.loading import DTYPE_CHOICES, QUANT_CHOICES, LoadedModel, load_model, model_thread  # noqa: E402
-from cosmos_llava.templates import DEFAULT_SYSTEM_PROMPT, named_template, resolve_chat_template  # noqa: E402
+from cosmos_llava.loading import DTYPE_CHOICES, QUANT_CHOICES, LoadedModel, load_model, loaded_from_parts, model_thread  # noqa: E402
+from cosmos_llava.templates import named_template  # noqa: E402
 
 SHAPES = {
     "tiny": dict(
@@ -118,7 +118,7 @@ def build_shape(name: str, device: str, dtype: torch.dtype) -> LoadedModel:
     except BaseException:
         executor.shutdown(wait=False)
         raise
-    return _loaded(model, processor, f"shape:{name}", executor)
+    return loaded_from_parts(model, processor, f"shape:{name}", executor)
 
 
 def _build_parts(name: str, device: str, dtype: torch.dtype):
@@ -143,16 +143,6 @@ def _build_parts(name: str, device: str, dtype: torch.dtype):
     if len(processor.tokenizer) != text_config.vocab_size:  # a guard on the vocabulary arithmetic above
         raise RuntimeError(f"tokenizer has {len(processor.tokenizer)} tokens, the model {text_config.vocab_size}")
     return model.to(device).eval(), processor
-
-
-def _loaded(model, processor, name: str, executor) -> LoadedModel:
-    """The LoadedModel that load_model would return for this model and processor (same resolution)."""
-    meta = getattr(model.config, "cosmos_llava", None) or {}
-    if meta.get("image_aspect_ratio") == "pad":
-        processor.image_processor.do_pad = True
-    template = resolve_chat_template(processor, recorded_name=meta.get("template"))
-    system_prompt = meta.get("system_prompt", DEFAULT_SYSTEM_PROMPT)
-    return LoadedModel(model, processor, template, system_prompt or None, name=name, executor=executor)
 
 
 def load_shape_quantized(name: str, device: str, dtype_name: str, quant: str) -> LoadedModel:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from .conversation import Conversation
+from .conversation import Conversation, Turn
 from .errors import CosmosLlavaError
 from .generation import GenerationSettings, stream_reply
 from .images import load_image
@@ -19,10 +19,10 @@ from .loading import LoadedModel
 HELP = "commands: /image PATH [PATH ...], /reset, /system TEXT, /quit"
 
 
-def answer_once(loaded: LoadedModel, prompt: str, images: list[str], settings: GenerationSettings,
-                out=sys.stdout) -> int:
+def answer_once(loaded: LoadedModel, message: Turn, settings: GenerationSettings, out=sys.stdout) -> int:
+    """Answer one already-checked user turn (built with `Conversation.add_user`)."""
     conversation = loaded.new_conversation()
-    conversation.add_user(prompt, images)
+    conversation.turns.append(message)
     reply = stream_reply(loaded, conversation, settings)
     for chunk in reply:
         out.write(chunk)

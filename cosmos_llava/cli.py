@@ -88,20 +88,13 @@ def run(args: argparse.Namespace) -> int:
         settings = GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.repetition_penalty,
                                       args.seed)
         settings.validate()
-        if args.prompt is not None and not args.prompt.strip() and not args.image:
-            from .errors import CosmosLlavaError
-
-            raise CosmosLlavaError("empty message: write some text or attach an image")
         if args.prompt is not None:
-            # Check the images before spending time on loading the model.
-            from .images import load_image
+            # The message and its images are checked (and decoded, once) before the slow model load.
+            from .conversation import Conversation
 
-            for path in args.image:
-                load_image(path)
-        loaded = load_from_args(args)
-        if args.prompt is not None:
-            return answer_once(loaded, args.prompt, args.image, settings)
-        return interactive(loaded, args.image, settings)
+            message = Conversation().add_user(args.prompt, args.image)
+            return answer_once(load_from_args(args), message, settings)
+        return interactive(load_from_args(args), args.image, settings)
     raise AssertionError(args.command)
 
 
@@ -123,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("COSMOS_LLAVA_DEBUG") == "1"
     if not debug:
         _quiet_libraries()
-    from .errors import CosmosLlavaError
+    from .errors import CosmosLlavaError, first_line
 
     try:
         return run(args)
@@ -138,6 +131,5 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure: still one line, with the way to see more
         if debug:
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {first_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -180,13 +180,21 @@ def load_model(
         executor.shutdown(wait=False)
         raise
 
+    return loaded_from_parts(net, processor, model, executor, quant=quant, template=template,
+                             system_prompt=system_prompt)
+
+
+def loaded_from_parts(net, processor, name: str, executor: ThreadPoolExecutor, quant: str = "none",
+                      template: str | None = None, system_prompt: str | None = None) -> LoadedModel:
+    """Wrap a model and processor already in memory as `load_model` does: pad setting, chat template
+    and system prompt from the model's recorded settings. `executor` must be the thread that built it."""
     meta = getattr(net.config, "cosmos_llava", None) or {}
     if meta.get("image_aspect_ratio") == "pad":
         processor.image_processor.do_pad = True
     chat_template = resolve_chat_template(processor, recorded_name=meta.get("template"), override=template)
     if system_prompt is None:
         system_prompt = meta.get("system_prompt", DEFAULT_SYSTEM_PROMPT)
-    return LoadedModel(net, processor, chat_template, system_prompt or None, name=model, quant=quant,
+    return LoadedModel(net, processor, chat_template, system_prompt or None, name=name, quant=quant,
                        executor=executor)
 
 
