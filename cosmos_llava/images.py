@@ -27,14 +27,8 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             if not source:
                 raise ImageError("uploaded image is empty (0 bytes)")
         else:
-            path = Path(source)
+            path = _existing_file(source)
             name = str(path)
-            if not path.exists():
-                raise ImageError(f"image file not found: {name}")
-            if path.is_dir():
-                raise ImageError(f"expected an image file but got a folder: {name}")
-            if path.stat().st_size == 0:
-                raise ImageError(f"image file is empty (0 bytes): {name}")
             stream = path.open("rb")
         try:
             image = _open(stream, name, max_pixels)
@@ -45,6 +39,35 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     if image.mode != "RGB":
         image = _to_rgb(image)
     return image
+
+
+def probe_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Check that a file is a readable image of an allowed size from its header alone (nothing is
+    decoded, so it is fast enough to run over a whole dataset); returns (width, height)."""
+    path = _existing_file(source)
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            _check_pixels(image, str(path), max_pixels)
+            return image.size
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image file (unrecognised format): {path}") from None
+    except OSError as exc:
+        raise ImageError(f"image file is truncated or corrupt ({exc}): {path}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
+
+
+def _existing_file(source) -> Path:
+    path = Path(source)
+    if not path.exists():
+        raise ImageError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"expected an image file but got a folder: {path}")
+    if path.stat().st_size == 0:
+        raise ImageError(f"image file is empty (0 bytes): {path}")
+    return path
 
 
 def _open(stream, name: str, max_pixels: int) -> Image.Image:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
 from .conversation import Conversation
 from .errors import CosmosLlavaError, ModelLoadError, first_line
@@ -146,8 +146,9 @@ def load_model(
 ) -> LoadedModel:
     """Load a LLaVA folder or hub id, optionally quantized and with a LoRA adapter.
 
-    dtype "auto" is bf16 on CUDA and fp32 on CPU. `system_prompt=None` uses the model's recorded
-    prompt (or the default Turkish one); "" means no system prompt.
+    dtype "auto" is bf16 on CUDA and fp32 on CPU. `device_map=None` is "auto" on CUDA; "none" loads
+    without a device map (what a trainer that places the model itself wants). `system_prompt=None`
+    uses the model's recorded prompt (or the default Turkish one); "" means no system prompt.
     """
     model = str(model)
     _check_folder(model)
@@ -155,7 +156,11 @@ def load_model(
     torch_dtype = default_dtype() if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)
     if device_map is None:
         device_map = "auto" if torch.cuda.is_available() else ("cpu" if qconfig else None)
-    kwargs = dict(dtype=torch_dtype, device_map=device_map)
+    elif device_map == "none":
+        device_map = None
+    kwargs = dict(dtype=torch_dtype)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
 
@@ -188,14 +193,45 @@ def loaded_from_parts(net, processor, name: str, executor: ThreadPoolExecutor, q
                       template: str | None = None, system_prompt: str | None = None) -> LoadedModel:
     """Wrap a model and processor already in memory as `load_model` does: pad setting, chat template
     and system prompt from the model's recorded settings. `executor` must be the thread that built it."""
-    meta = getattr(net.config, "cosmos_llava", None) or {}
+    fmt = prompt_format(processor, net.config, template=template, system_prompt=system_prompt)
+    return LoadedModel(net, processor, fmt.template, fmt.system_prompt, name=name, quant=quant, executor=executor)
+
+
+@dataclass
+class PromptFormat:
+    """Everything that turns a conversation into model inputs, without the weights."""
+
+    processor: object
+    template: ChatTemplate
+    system_prompt: str | None
+    image_token_count: int
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+
+def prompt_format(processor, config, template: str | None = None, system_prompt: str | None = None) -> PromptFormat:
+    """Apply a model's recorded settings (pad aspect ratio, chat template, system prompt) to its processor."""
+    meta = getattr(config, "cosmos_llava", None) or {}
     if meta.get("image_aspect_ratio") == "pad":
         processor.image_processor.do_pad = True
     chat_template = resolve_chat_template(processor, recorded_name=meta.get("template"), override=template)
     if system_prompt is None:
         system_prompt = meta.get("system_prompt", DEFAULT_SYSTEM_PROMPT)
-    return LoadedModel(net, processor, chat_template, system_prompt or None, name=name, quant=quant,
-                       executor=executor)
+    return PromptFormat(processor, chat_template, system_prompt or None, int(config.image_seq_length))
+
+
+def load_prompt_format(model: str, template: str | None = None, system_prompt: str | None = None) -> PromptFormat:
+    """The processor and prompt settings of a LLaVA folder, without loading its weights (fast)."""
+    model = str(model)
+    _check_folder(model)
+    try:
+        processor = AutoProcessor.from_pretrained(model, backend="pil")
+        config = AutoConfig.from_pretrained(model)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load model '{model}': {first_line(exc)}") from None
+    return prompt_format(processor, config, template=template, system_prompt=system_prompt)
 
 
 def _attach_adapter(net, adapter: str):

@@ -67,9 +67,10 @@ _VICUNA_V1 = _RENDER_MACRO + r"""{{- bos_token -}}
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{- 'ASSISTANT:' -}}{%- endif -%}"""
 
-# LLaVA's stage-1 "plain" format: the image placeholders, then the caption and a newline. The user's
-# text and the system prompt are dropped on purpose (LLaVA's preprocess_plain does the same).
-_PLAIN = r"""{%- for message in messages -%}
+# LLaVA's stage-1 "plain" format: BOS, the image placeholders, then the caption and a newline. The
+# user's text and the system prompt are dropped on purpose (LLaVA's preprocess_plain does the same).
+_PLAIN = r"""{{- bos_token -}}
+{%- for message in messages -%}
 {%- if message['role'] == 'user' -%}
 {%- if message['content'] is string -%}{{- '<image>' * (message['content'].count('<image>')) -}}
 {%- else -%}{%- for part in message['content'] -%}{%- if part['type'] in ['image', 'image_url'] -%}{{- '<image>' -}}{%- endif -%}{%- endfor -%}{%- endif -%}

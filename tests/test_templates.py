@@ -68,14 +68,14 @@ def test_vicuna_v1_exact(tokenizers):
 
 
 def test_plain_exact(tokenizers):
-    # LLaVA's stage-1 format: image placeholders, then the caption; instruction and system dropped.
+    # LLaVA's stage-1 format: BOS, image placeholders, then the caption; instruction and system dropped.
     conv = Conversation(system_prompt=SYSTEM)
     conv.add_user("Görseli kısaca anlat.", [tiny.solid_image()])
     conv.add_assistant("Kırmızı zemin üzerinde mavi bir daire.")
     text = tokenizers["llama3"].apply_chat_template(
         conv.messages(), chat_template=named_template("plain").jinja, tokenize=False
     )
-    assert text == "<image>Kırmızı zemin üzerinde mavi bir daire.\n"
+    assert text == "<|begin_of_text|><image>Kırmızı zemin üzerinde mavi bir daire.\n"
 
 
 def test_every_image_is_one_placeholder_at_its_place(tokenizers):

@@ -202,6 +202,49 @@ def solid_image(color=(200, 30, 30), size=(80, 48)):
     return image
 
 
+COLOURS = {"kırmızı": (200, 30, 30), "yeşil": (30, 170, 60), "mavi": (30, 60, 200), "sarı": (230, 200, 40)}
+
+
+def write_llava_data(folder: Path, kind: str = "instruct", repeats: int = 2) -> Path:
+    """A small LLaVA-format dataset whose answers follow from the images (so a model can learn it).
+
+    kind "caption": stage-1 image-caption pairs. kind "instruct": multi-turn rows, a row with a second
+    image at a later turn, and text-only rows. Writes images under folder/images and folder/data.json.
+    """
+    import json
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for name, colour in COLOURS.items():
+        solid_image(colour, size=(64, 64)).save(folder / "images" / f"{name}.png")
+    rows = []
+    for r in range(repeats):
+        for name in COLOURS:
+            image = f"images/{name}.png"
+            if kind == "caption":
+                rows.append({"id": f"cap-{name}-{r}", "image": image, "conversations": [
+                    {"from": "human", "value": "<image>\nGörseli kısaca anlat."},
+                    {"from": "gpt", "value": f"{name.capitalize()} zemin üzerinde mavi bir daire."}]})
+                continue
+            rows.append({"id": f"conv-{name}-{r}", "image": image, "category": "renk", "conversations": [
+                {"from": "human", "value": "<image>\nZemin ne renk?"},
+                {"from": "gpt", "value": f"Zemin {name}."},
+                {"from": "human", "value": "Dairenin rengi ne?"},
+                {"from": "gpt", "value": "Daire mavi."}]})
+        rows.append({"id": f"two-images-{r}", "image": ["images/kırmızı.png", "images/yeşil.png"],
+                     "conversations": [
+                         {"from": "human", "value": "<image>\nBu görselin zemini ne renk?"},
+                         {"from": "gpt", "value": "Kırmızı."},
+                         {"from": "human", "value": "Peki bu?\n<image>"},
+                         {"from": "gpt", "value": "Yeşil."}]}) if kind != "caption" else None
+        if kind != "caption":
+            rows.append({"id": f"text-{r}", "conversations": [
+                {"from": "human", "value": "Gökyüzü ne renk?"}, {"from": "gpt", "value": "Gökyüzü mavi."}]})
+    path = folder / "data.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
 if __name__ == "__main__":
     # `python tests/tiny.py OUT_DIR`: tiny random-weight parts to try compose / convert / chat offline.
     import sys
