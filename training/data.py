@@ -33,6 +33,7 @@ from cosmos_llava.templates import IMAGE_TOKEN
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+REPORT_FILE = "data_report.json"  # written to the run's output folder
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
@@ -145,7 +146,7 @@ def parse_row(item, position: str, image_folder: Path, check_images: bool = True
         raise BadRowError(row_id, "'image' must be a path or a list of paths")
     markers = sum(m["content"].count(IMAGE_TOKEN) for m in messages)
     if markers != len(names):
-        raise BadRowError(row_id, f"{markers} {IMAGE_TOKEN} markers for {len(names)} images")
+        raise BadRowError(row_id, f"{markers} {IMAGE_TOKEN} marker(s) in the text for {len(names)} image(s)")
     paths = [image_folder / n for n in names]
     if check_images:
         for p in paths:
@@ -310,7 +311,8 @@ class DataReport:
         out = [f"data: {self.rows} rows ({self.text_only} text-only)"]
         if self.skipped or self.unreadable_at_load:
             n = len(self.skipped) + len(self.unreadable_at_load)
-            out.append(f"skipped {n} bad rows: " + _ids([i for i, _ in self.skipped + self.unreadable_at_load]))
+            out.append(f"skipped {n} bad rows (reasons in {REPORT_FILE}): "
+                       + _ids([i for i, _ in self.skipped + self.unreadable_at_load]))
         if self.too_long:
             out.append(f"dropped {len(self.too_long)} rows longer than max_length: " + _ids([i for i, _ in self.too_long]))
         if self.shortened:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from cosmos_llava.errors import CosmosLlavaError
@@ -20,11 +20,19 @@ from cosmos_llava.loading import load_prompt_format, prompt_format
 
 from . import model as model_side
 from .config import TrainConfig, as_dict
-from .data import DataReport, LlavaCollator, LlavaDataset, ModalityLengthGroupedSampler, RowEncoder, pad_token_id, read_rows
+from .data import (
+    REPORT_FILE,
+    DataReport,
+    LlavaCollator,
+    LlavaDataset,
+    ModalityLengthGroupedSampler,
+    RowEncoder,
+    pad_token_id,
+    read_rows,
+)
 
 log = logging.getLogger(__name__)
 
-REPORT_FILE = "data_report.json"
 CONFIG_FILE = "train_config.yaml"
 
 
@@ -94,10 +102,31 @@ class LlavaTrainer(Trainer):
         return features.float().sum()
 
     # -- saving ----------------------------------------------------------------------------------------
+    _in_checkpoint = False
+
+    def _save_checkpoint(self, model, trial):
+        self._in_checkpoint = True
+        try:
+            return super()._save_checkpoint(model, trial)
+        finally:
+            self._in_checkpoint = False
+
     def _save(self, output_dir=None, state_dict=None):
-        if not self.train_config.save_projector_only:
-            return super()._save(output_dir, state_dict)
         output_dir = output_dir or self.args.output_dir
+        if not self.train_config.save_projector_only:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            if self._in_checkpoint and isinstance(unwrapped, PreTrainedModel) and state_dict is None:
+                # transformers 5 saves LLaVA under its legacy key names (language_model.model.*), but the
+                # Trainer resumes with a non-strict load_state_dict on the in-memory names: nothing would
+                # load and the run would silently restart from the initial weights. Checkpoints therefore
+                # keep the in-memory names (from_pretrained reads both); the final save stays standard.
+                os.makedirs(output_dir, exist_ok=True)
+                unwrapped.save_pretrained(output_dir, is_main_process=self.args.should_save,
+                                          save_original_format=False)
+                if self.args.should_save and self.processing_class is not None:
+                    self.processing_class.save_pretrained(output_dir)
+                return None
+            return super()._save(output_dir, state_dict)
         if self.args.should_save:
             model_side.save_projector(self.accelerator.unwrap_model(self.model), output_dir,
                                       extra={"base_model": str(self.train_config.model or self.train_config.llm)})
@@ -107,8 +136,36 @@ class LlavaTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if not self.train_config.save_projector_only:
+            self._check_checkpoint_keys(resume_from_checkpoint, model or self.model)
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         model_side.load_projector(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
+
+
+    def _check_checkpoint_keys(self, checkpoint: str, model) -> None:
+        """The Trainer loads checkpoint weights non-strictly; refuse a checkpoint whose names don't match
+        instead of resuming from the initial weights without a word."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        single, index = Path(checkpoint) / "model.safetensors", Path(checkpoint) / "model.safetensors.index.json"
+        if not isinstance(unwrapped, PreTrainedModel) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return
+        if single.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(single), "pt") as handle:
+                saved = set(handle.keys())
+        elif index.is_file():
+            saved = set(json.loads(index.read_text())["weight_map"])
+        else:
+            return
+        state = unwrapped.state_dict()
+        saved_storage = {state[k].data_ptr() for k in saved if k in state}
+        # tied weights (lm_head = embeddings) are saved once
+        missing = {k for k in set(state) - saved if state[k].data_ptr() not in saved_storage}
+        if missing:
+            raise CosmosLlavaError(
+                f"checkpoint {checkpoint} does not match the model: {len(missing)} weights missing "
+                f"(e.g. {sorted(missing)[0]}); it was not written by this version of the trainer"
+            )
 
 
 class _ProgressLog(TrainerCallback):
@@ -175,6 +232,14 @@ def build_dataset(config: TrainConfig, fmt) -> LlavaDataset:
                         DataReport(skipped=list(skipped)))
 
 
+def write_records(out: Path, config: TrainConfig, report: DataReport) -> None:
+    """The run's config and data report next to its checkpoints (rewritten at the end)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(as_dict(config), allow_unicode=True, sort_keys=False),
+                                   encoding="utf-8")
+    (out / REPORT_FILE).write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+
+
 def train(config: TrainConfig, callbacks: list[TrainerCallback] = (), echo=print) -> TrainResult:
     """Run one stage as configured; returns what happened. `echo` gets the human-readable report."""
     args = training_arguments(config)  # before the model loads: DeepSpeed ZeRO-3 must see it first
@@ -190,6 +255,9 @@ def train(config: TrainConfig, callbacks: list[TrainerCallback] = (), echo=print
     fmt = prompt_format(loaded.processor, loaded.config, config.template, config.system_prompt)
     if dataset is None:
         dataset = build_dataset(config, fmt)
+    out = Path(args.output_dir)
+    if main:
+        write_records(out, config, dataset.report)
     for line in dataset.report.lines():
         say(line)
 
@@ -218,12 +286,8 @@ def train(config: TrainConfig, callbacks: list[TrainerCallback] = (), echo=print
     if isinstance(getattr(base.config, "cosmos_llava", None), dict):
         base.config.cosmos_llava = {**base.config.cosmos_llava, "training": record}
     trainer.save_model()
-    out = Path(args.output_dir)
-    if trainer.is_world_process_zero():
-        (out / CONFIG_FILE).write_text(yaml.safe_dump(as_dict(config), allow_unicode=True, sort_keys=False),
-                                       encoding="utf-8")
-        (out / REPORT_FILE).write_text(json.dumps(dataset.report.as_dict(), ensure_ascii=False, indent=2),
-                                       encoding="utf-8")
+    if main:
+        write_records(out, config, dataset.report)
     result = TrainResult(out, trainer.state.global_step, progress.losses, dataset.report, trainable, total, resume)
     for line in result.summary():
         say(line)

@@ -1,0 +1,315 @@
+"""training/data.py: the label mask through real chat templates, bad rows, lengths, batching."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tiny
+from conftest import REPO
+from cosmos_llava.loading import load_prompt_format
+from training.config import load_config
+from training.data import (
+    IGNORE_INDEX,
+    BadRowError,
+    LlavaCollator,
+    LlavaDataset,
+    ModalityLengthGroupedSampler,
+    Row,
+    RowEncoder,
+    read_rows,
+)
+from cosmos_llava.errors import CosmosLlavaError
+
+EOT = {"llava_llama3": "<|eot_id|>", "llava_mistral": "</s>"}
+
+
+def supervised_runs(encoded) -> list[list[int]]:
+    runs, current = [], []
+    for token, label in zip(encoded.input_ids, encoded.labels):
+        if label != IGNORE_INDEX:
+            assert label == token
+            current.append(token)
+        elif current:
+            runs.append(current)
+            current = []
+    return runs + ([current] if current else [])
+
+
+def encoder_for(request, fixture, max_length=2048, template=None) -> RowEncoder:
+    fmt = load_prompt_format(request.getfixturevalue(fixture), template=template)
+    return RowEncoder.for_model(fmt, max_length)
+
+
+def row(messages, images=(), row_id="r"):
+    roles = {"human": "user", "gpt": "assistant"}
+    return Row(row_id, [{"role": roles[r], "content": c} for r, c in messages], [Path(i) for i in images])
+
+
+MULTI_TURN = [
+    ("human", "<image>\nZemin ne renk?"), ("gpt", "Zemin kırmızı."),
+    ("human", "Peki bu görselde?\n<image>"), ("gpt", "Burada zemin yeşil, daire mavi."),
+    ("human", "Teşekkürler."), ("gpt", "Rica ederim!"),
+]
+TEXT_ONLY = [("human", "Gökyüzü ne renk?"), ("gpt", "Gökyüzü mavi.")]
+
+
+@pytest.mark.parametrize("fixture", ["llava_llama3", "llava_mistral"])
+@pytest.mark.parametrize("messages,images", [
+    (MULTI_TURN, ["a.png", "b.png"]),  # images at the first and at a later turn
+    (TEXT_ONLY, []),
+])
+def test_supervised_tokens_are_exactly_the_replies_and_their_end_of_turn(request, fixture, messages, images):
+    encoder = encoder_for(request, fixture)
+    encoded = encoder.encode(row(messages, images))
+    replies = [text for role, text in messages if role == "gpt"]
+    decoded = [encoder.tokenizer.decode(run) for run in supervised_runs(encoded)]
+    if fixture == "llava_llama3":
+        assert decoded == [reply + "<|eot_id|>" for reply in replies]
+    else:  # Mistral's template writes " reply</s>": the space belongs to the reply's first token
+        assert decoded == [" " + reply + "</s>" for reply in replies]
+    # Images: one placeholder per feature, never supervised.
+    image_id = encoder.image_token_id
+    assert encoded.input_ids.count(image_id) == len(images) * encoder.image_token_count == len(images) * 16
+    assert all(label == IGNORE_INDEX for token, label in zip(encoded.input_ids, encoded.labels) if token == image_id)
+    assert encoded.n_images == len(images)
+
+
+def test_prompt_before_each_reply_is_what_inference_sees(request):
+    # The tokens before reply k equal the tokenized generation prompt of the first k user turns.
+    encoder = encoder_for(request, "llava_llama3")
+    r = row(MULTI_TURN, ["a.png", "b.png"])
+    encoded = encoder.encode(r)
+    messages = encoder.messages(r)
+    first_supervised = [i for i, label in enumerate(encoded.labels)
+                        if label != IGNORE_INDEX and (i == 0 or encoded.labels[i - 1] == IGNORE_INDEX)]
+    for k, start in enumerate(first_supervised):
+        cut = [i for i, m in enumerate(messages) if m["role"] == "assistant"][k]
+        prompt = encoder.render(messages[:cut], add_generation_prompt=True)
+        ids = encoder.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        expanded = [t for token in ids for t in ([token] * 16 if token == encoder.image_token_id else [token])]
+        assert encoded.input_ids[:start] == expanded
+
+
+def test_stage1_plain_supervises_only_the_caption(request):
+    encoder = encoder_for(request, "llava_llama3", template="plain")
+    encoded = encoder.encode(row([("human", "<image>\nGörseli kısaca anlat."),
+                                  ("gpt", "Kırmızı zemin üzerinde mavi bir daire.")], ["a.png"]))
+    tok = encoder.tokenizer
+    assert [tok.decode(run) for run in supervised_runs(encoded)] == ["Kırmızı zemin üzerinde mavi bir daire.\n"]
+    # BOS, 16 image tokens, caption: the instruction is not in the sequence at all (LLaVA's plain format).
+    assert encoded.input_ids[0] == tok.bos_token_id
+    assert encoded.input_ids[1:17] == [encoder.image_token_id] * 16
+    assert tok.decode(encoded.input_ids[17:]) == "Kırmızı zemin üzerinde mavi bir daire.\n"
+
+
+def test_template_that_rewrites_earlier_turns_is_an_error_naming_the_row(request):
+    # A template that puts the system prompt into the *last* user turn changes the text before earlier
+    # replies once a turn is added: the prompt of reply 1 would not be what inference sees.
+    fmt = load_prompt_format(request.getfixturevalue("llava_mistral"))
+    jinja = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] "
+             "{% if loop.last or loop.revindex == 2 %}LAST {% endif %}{{ m['content'] }} [/INST]"
+             "{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
+    encoder = RowEncoder(fmt.tokenizer, jinja, None, 16, 2048)
+    with pytest.raises(BadRowError, match=r"^bad row r: the chat template renders reply 1 differently once later "
+                                          r"turns are added, so its prompt is not what the model sees at inference$"):
+        encoder.encode(row(MULTI_TURN, ["a.png", "b.png"]))
+
+
+def test_token_crossing_a_reply_boundary_is_a_mismatch_error(request):
+    # Template glue without a separator: "...ASSISTANT:" + "reply" can merge across the boundary.
+    fmt = load_prompt_format(request.getfixturevalue("llava_llama3"))
+    jinja = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ m['content'] }}{% else %}"
+             "{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
+    encoder = RowEncoder(fmt.tokenizer, jinja, None, 16, 2048)
+    # "ma" + "vi." is the word " mavi." once joined: one token would straddle prompt and reply.
+    with pytest.raises(BadRowError, match=r"^bad row r: tokenization mismatch in reply 1: token 'Ġmavi' crosses "
+                                          r"the start of the reply$"):
+        encoder.encode(row([("human", "Gökyüzü ma"), ("gpt", "vi.")]))
+
+
+def test_too_long_rows_lose_trailing_exchanges_or_are_dropped(request, tmp_path):
+    encoder = encoder_for(request, "llava_llama3")
+    full = encoder.encode(row(MULTI_TURN, ["a.png", "b.png"]))
+    first_reply_end = [i for i, label in enumerate(full.labels) if label != IGNORE_INDEX][0]
+    # Room for the first exchange only: the second image and later replies are cut, never split.
+    ends = [i + 1 for i, label in enumerate(full.labels)
+            if label != IGNORE_INDEX and (i + 1 == len(full.labels) or full.labels[i + 1] == IGNORE_INDEX)]
+    short = RowEncoder(encoder.tokenizer, encoder.chat_template, encoder.system_prompt, 16, ends[0] + 5)
+    cut = short.encode(row(MULTI_TURN, ["a.png", "b.png"]))
+    assert len(cut) == ends[0] and cut.n_images == 1 and cut.dropped_replies == 2
+    assert cut.input_ids == full.input_ids[: ends[0]]
+    tiny_limit = RowEncoder(encoder.tokenizer, encoder.chat_template, encoder.system_prompt, 16, first_reply_end)
+    from training.data import RowTooLongError
+
+    with pytest.raises(RowTooLongError, match=rf"^bad row r: {len(full)} tokens; even its first reply ends past "
+                                              rf"max_length {first_reply_end}$"):
+        tiny_limit.encode(row(MULTI_TURN, ["a.png", "b.png"]))
+
+
+# ------------------------------------------------------------------------------------------- bad rows
+
+GOOD = {"id": "good", "image": "images/kırmızı.png",
+        "conversations": [{"from": "human", "value": "<image>\nZemin?"}, {"from": "gpt", "value": "Kırmızı."}]}
+
+
+def bad_rows_file(folder: Path) -> Path:
+    tiny.write_llava_data(folder, "caption", repeats=1)
+    (folder / "images" / "not-an-image.png").write_text("hello", encoding="utf-8")
+    lines = [
+        json.dumps(GOOD, ensure_ascii=False),
+        json.dumps({**GOOD, "id": "missing", "image": "images/nope.png"}, ensure_ascii=False),
+        json.dumps({**GOOD, "id": "unreadable", "image": "images/not-an-image.png"}, ensure_ascii=False),
+        '{"id": "broken", "conversations": [',
+        json.dumps({**GOOD, "id": "markers", "image": ["images/kırmızı.png", "images/mavi.png"]}, ensure_ascii=False),
+        json.dumps({**GOOD, "id": "good-2"}, ensure_ascii=False),
+    ]
+    path = folder / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("line,message", [
+    (1, "bad row missing: image file not found: {folder}/images/nope.png"),
+    (2, "bad row unreadable: not an image file (unrecognised format): {folder}/images/not-an-image.png"),
+    (3, "bad row line 1: malformed JSON (Expecting value at column 36)"),
+    (4, "bad row markers: 1 <image> marker(s) in the text for 2 image(s)"),
+])
+def test_each_bad_row_stops_with_its_id_and_reason(tmp_path, line, message):
+    path = bad_rows_file(tmp_path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    only = tmp_path / "one.jsonl"
+    only.write_text(lines[line] + "\n", encoding="utf-8")
+    with pytest.raises(BadRowError) as info:
+        read_rows(only)
+    assert str(info.value) == message.format(folder=tmp_path)
+
+
+def test_skip_bad_rows_counts_and_names_them(tmp_path):
+    rows, skipped = read_rows(bad_rows_file(tmp_path), skip_bad_rows=True)
+    assert [r.id for r in rows] == ["good", "good-2"]
+    assert [row_id for row_id, _ in skipped] == ["missing", "unreadable", "line 4", "markers"]
+
+
+def test_structural_errors(tmp_path):
+    cases = {
+        "no-reply": ([{"from": "human", "value": "Merhaba"}], "the last human turn has no gpt reply"),
+        "order": ([{"from": "gpt", "value": "a"}, {"from": "human", "value": "b"}],
+                  "turns must alternate human, gpt, human, gpt, ... starting with human"),
+        "image-in-reply": ([{"from": "human", "value": "a"}, {"from": "gpt", "value": "<image>"}],
+                           "<image> may only appear in human turns"),
+    }
+    for row_id, (conversations, reason) in cases.items():
+        path = tmp_path / f"{row_id}.json"
+        path.write_text(json.dumps([{"id": row_id, "conversations": conversations}]), encoding="utf-8")
+        with pytest.raises(BadRowError) as info:
+            read_rows(path)
+        assert str(info.value) == f"bad row {row_id}: {reason}"
+
+
+def test_corrupt_image_found_at_load_time_is_an_error_or_a_counted_skip(request, tmp_path):
+    data = tiny.write_llava_data(tmp_path, "caption", repeats=1)
+    png = tmp_path / "images" / "mavi.png"
+    png.write_bytes(png.read_bytes()[:60])  # header intact, pixel data cut off
+    encoder = encoder_for(request, "llava_llama3", template="plain")
+    fmt = load_prompt_format(request.getfixturevalue("llava_llama3"))
+    rows, _ = read_rows(data)
+    index = [r.id for r in rows].index("cap-mavi-0")
+    strict = LlavaDataset(rows, encoder, fmt.processor.image_processor)
+    with pytest.raises(BadRowError, match=rf"^bad row cap-mavi-0: image file is truncated or corrupt .*{png}$"):
+        strict[index]
+    lenient = LlavaDataset(rows, encoder, fmt.processor.image_processor, skip_bad_rows=True)
+    item = lenient[index]
+    assert item["id"] == rows[index + 1].id
+    assert [i for i, _ in lenient.report.unreadable_at_load] == ["cap-mavi-0"]
+    assert "skipped 1 bad rows (reasons in data_report.json): cap-mavi-0" in lenient.report.lines()
+
+
+# ------------------------------------------------------------------------------------------- batching
+
+
+def test_sampler_groups_by_modality_and_is_deterministic_per_epoch():
+    lengths = [10, 200, 30, 150, 20, 180, 40, 160, 50, 170, 60, 190]
+    multimodal = [False, True] * 6
+    sampler = ModalityLengthGroupedSampler(lengths, multimodal, global_batch=2, seed=7)
+    order = list(sampler)
+    assert sorted(order) == list(range(12))
+    for start in range(0, 12, 2):
+        batch = order[start:start + 2]
+        assert len({multimodal[i] for i in batch}) == 1
+        assert lengths[batch[0]] >= lengths[batch[1]]
+    assert list(sampler) == order  # same epoch, same order (what resuming relies on)
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+
+
+def test_collator_pads_right_and_stacks_images():
+    items = [
+        {"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor([-100, 2, 3]),
+         "pixel_values": torch.zeros(1, 3, 4, 4)},
+        {"input_ids": torch.tensor([5]), "labels": torch.tensor([5])},
+        {"input_ids": torch.tensor([6, 7]), "labels": torch.tensor([-100, 7]), "pixel_values": torch.ones(2, 3, 4, 4)},
+    ]
+    batch = LlavaCollator(pad_token_id=0)(items)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [5, 0, 0], [6, 7, 0]]
+    assert batch["labels"].tolist() == [[-100, 2, 3], [5, -100, -100], [-100, 7, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
+    assert batch["pixel_values"].shape == (3, 3, 4, 4)
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+def test_config_overrides_and_errors(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("model: m\ndata: d.json\nlearning_rate: 1e-3\nstage: 1\n", encoding="utf-8")
+    child = tmp_path / "child.yaml"
+    child.write_text("defaults: base.yaml\nper_device_train_batch_size: 8\n", encoding="utf-8")
+    config = load_config(child, ["learning_rate=2e-5", "max_length=512", "report_to=none"])
+    assert config.stage == 1 and config.max_length == 512
+    assert config.trainer["learning_rate"] == 2e-5 and config.trainer["per_device_train_batch_size"] == 8
+    with pytest.raises(CosmosLlavaError, match="^unknown config key 'learning_rat': not a training option nor a "
+                                               r"transformers.TrainingArguments field$"):
+        load_config(child, ["learning_rat=1"])
+    with pytest.raises(CosmosLlavaError, match="^stage 1 trains the projector only: method must be 'full'$"):
+        load_config(child, ["method=lora"])
+    with pytest.raises(CosmosLlavaError, match="^bad override 'oops': expected key=value$"):
+        load_config(child, ["oops"])
+
+
+# ------------------------------------------------------------------------------------------- preview CLI
+
+
+def run_training_cli(*args, timeout=300):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "training", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env=env)
+
+
+def test_preview_marks_supervised_tokens(llava_llama3, tmp_path):
+    data = tiny.write_llava_data(tmp_path, "instruct", repeats=1)
+    result = run_training_cli("preview", "--data", data, "--model", llava_llama3, "--row", "two-images-0",
+                              "--system-prompt", "")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "row two-images-0: 93 tokens, 10 supervised, 2 images\n"
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n<image>x16\nBu görselin zemini ne renk?"
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n[[Kırmızı.<|eot_id|>]]"
+        "<|start_header_id|>user<|end_header_id|>\n\nPeki bu?\n<image>x16<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n[[Yeşil.<|eot_id|>]]\n"
+    )
+    result = run_training_cli("preview", "--data", data, "--model", llava_llama3, "--row", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    tokens = json.loads(result.stdout)
+    assert set(tokens[0]) == {"token", "id", "supervised"}
+    assert tokens[0] == {"token": "<|begin_of_text|>", "id": tokens[0]["id"], "supervised": False}
+    assert tokens[-1]["token"] == "<|eot_id|>" and tokens[-1]["supervised"] is True
+    result = run_training_cli("preview", "--data", data, "--model", llava_llama3, "--row", "99")
+    assert (result.returncode, result.stderr) == (1, "error: no row '99': the file has 6 rows (give an index or an id)\n")
