@@ -22,7 +22,7 @@ from training.config import build_config, load_config
 from training.engine import train
 
 QUIET = {"disable_tqdm": True, "logging_steps": 1, "report_to": "none", "save_strategy": "no",
-         "gradient_checkpointing": False, "warmup_steps": 0, "lr_scheduler_type": "constant"}
+         "activation_checkpointing": False, "warmup_steps": 0, "lr_scheduler_type": "constant"}
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +156,16 @@ class StopAt(TrainerCallback):
             raise Interrupt()
 
 
-def test_resume_matches_an_uninterrupted_run(llava_llama3, instruct, tmp_path):
+@pytest.mark.parametrize("variant,extra,weights_file", [
+    ("full", {"stage": 2}, "model.safetensors"),
+    ("lora", {"stage": 2, "method": "lora", "lora_r": 4, "lora_dropout": 0.0}, "adapter_model.safetensors"),
+    ("projector-only", {"stage": 1, "template": "plain", "save_projector_only": True}, "projector.safetensors"),
+])
+def test_resume_matches_an_uninterrupted_run(llava_llama3, instruct, tmp_path, variant, extra, weights_file):
     # 12 rows, batch 2: 6 steps an epoch; 9 steps cross an epoch; stop after 5, resume from step 4.
-    common = dict(model=str(llava_llama3), data=str(instruct), stage=2, max_steps=9, per_device_train_batch_size=2,
+    common = dict(model=str(llava_llama3), data=str(instruct), max_steps=9, per_device_train_batch_size=2,
                   learning_rate=2e-3, save_strategy="steps", save_steps=4, lr_scheduler_type="cosine",
-                  warmup_steps=2, seed=3)
+                  warmup_steps=2, seed=3, **extra)
     whole = run(tmp_path, "whole", **common)
     with pytest.raises(Interrupt):
         run(tmp_path, "cut", callbacks=[StopAt(5)], **common)
@@ -171,9 +176,13 @@ def test_resume_matches_an_uninterrupted_run(llava_llama3, instruct, tmp_path):
     assert [s for s, _ in resumed.losses] == [5, 6, 7, 8, 9]
     for (step, a), (_, b) in zip(whole.losses[4:], resumed.losses):
         assert a == pytest.approx(b, abs=1e-5), step
-    w1, w2 = weights(whole.output_dir), weights(resumed.output_dir)
+    w1 = load_file(str(whole.output_dir / weights_file))
+    w2 = load_file(str(resumed.output_dir / weights_file))
+    assert w1.keys() == w2.keys() and w1
     for key in w1:
         torch.testing.assert_close(w1[key], w2[key], atol=1e-6, rtol=0)
+    # and the loss moved: a resume that silently restarted from the initial weights would differ above
+    assert whole.losses[0][1] != pytest.approx(whole.losses[-1][1], abs=1e-3)
 
 
 def run_training_cli(*args, timeout=600):
@@ -245,3 +254,41 @@ def test_shipped_configs_are_valid():
         assert ds["zero_optimization"]["stage"] in (2, 3) and "optimizer" not in ds  # our optimizer keeps its lr groups
     for name in ("multi_gpu.yaml", "multi_node.yaml", "fsdp.yaml"):
         assert yaml.safe_load((folder / "accelerate" / name).read_text())["distributed_type"] in ("MULTI_GPU", "FSDP")
+
+
+def test_two_processes_train_one_model_with_text_only_batches(llava_llama3, instruct, tmp_path):
+    # torchrun (what `accelerate launch` runs on GPUs) with 2 CPU processes over gloo. Gradient
+    # checkpointing turns off DDP's unused-parameter search, so a text-only batch (projector unused)
+    # fails unless every rank still runs the projector: the blank-image pass in compute_loss.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+         "-m", "training", f"model={llava_llama3}", f"data={instruct}", f"output_dir={out}", "max_steps=6",
+         "per_device_train_batch_size=1", "save_strategy=no", "activation_checkpointing=true", "disable_tqdm=true",
+         "logging_steps=1"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("data: 12 rows (2 text-only)") == 2  # main process only: at start and at the end
+    assert "{'loss'" in result.stdout and "'epoch': '1'" in result.stdout  # 6 steps x 2 processes = 12 rows
+    assert (out / "model.safetensors").is_file()
+
+
+class CaptureOptimizer(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        self.groups = [(group["lr"], {id(p) for p in group["params"]}) for group in optimizer.param_groups]
+        self.names = {id(p): n for n, p in model.named_parameters()}
+
+
+def test_projector_has_its_own_learning_rate(llava_llama3, instruct, tmp_path):
+    capture = CaptureOptimizer()
+    run(tmp_path, "lr", callbacks=[capture], model=str(llava_llama3), data=str(instruct), method="lora", lora_r=4,
+        max_steps=1, per_device_train_batch_size=2, learning_rate=1e-3, projector_lr=1e-4, weight_decay=0.1)
+    by_lr: dict[float, set[str]] = {}
+    for lr, ids in capture.groups:
+        by_lr.setdefault(lr, set()).update(capture.names[i] for i in ids)
+    assert sorted(by_lr) == [1e-4, 1e-3]
+    assert capture.groups[0][0] == 1e-3  # the logged learning rate is the main one
+    assert by_lr[1e-4] and all("multi_modal_projector" in n for n in by_lr[1e-4])
+    assert all("lora_" in n for n in by_lr[1e-3])

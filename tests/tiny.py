@@ -256,4 +256,7 @@ if __name__ == "__main__":
     save_original_llava(root / "original-llava", root / "llama3", root / "clip")
     tiny_image = solid_image(size=(64, 64))
     tiny_image.save(root / "scene.png")
+    write_llava_data(root / "captions", "caption", repeats=4)
+    write_llava_data(root / "instruct", "instruct", repeats=4)
     print(f"tiny checkpoints written to {root}/: clip siglip llama3 mistral original-llava scene.png")
+    print(f"tiny LLaVA-format data written to {root}/captions/data.json and {root}/instruct/data.json")

@@ -91,10 +91,11 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def trainer_fields() -> set[str]:
+def trainer_fields() -> dict[str, str]:
+    """TrainingArguments field names and their type annotations (as text)."""
     from transformers import TrainingArguments
 
-    return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    return {f.name: str(f.type) for f in dataclasses.fields(TrainingArguments) if f.init}
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -155,6 +156,8 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
         if key in OWN_KEYS:
             own[key] = value
         elif key in known_trainer:
+            if value is False and "bool" not in known_trainer[key]:
+                value = "no"  # YAML 1.1 reads `save_strategy: no` as false; the option means the word
             trainer[key] = value
         else:
             raise CosmosLlavaError(

@@ -305,6 +305,7 @@ class DataReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # bad rows: (id, reason)
     too_long: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     shortened: list[str] = field(default_factory=list)  # ids whose trailing exchanges were cut
+    left_out_text_only: list[str] = field(default_factory=list)  # stage 1: nothing to align without images
     unreadable_at_load: list[tuple[str, str]] = field(default_factory=list)  # found while training
 
     def lines(self) -> list[str]:
@@ -315,6 +316,9 @@ class DataReport:
                        + _ids([i for i, _ in self.skipped + self.unreadable_at_load]))
         if self.too_long:
             out.append(f"dropped {len(self.too_long)} rows longer than max_length: " + _ids([i for i, _ in self.too_long]))
+        if self.left_out_text_only:
+            out.append(f"left out {len(self.left_out_text_only)} text-only rows (stage 1 aligns images only): "
+                       + _ids(self.left_out_text_only))
         if self.shortened:
             out.append(f"shortened {len(self.shortened)} rows to fit max_length (trailing exchanges cut): "
                        + _ids(self.shortened))
@@ -323,7 +327,8 @@ class DataReport:
     def as_dict(self) -> dict:
         return {"rows": self.rows, "text_only": self.text_only,
                 "skipped": [{"id": i, "reason": r} for i, r in self.skipped + self.unreadable_at_load],
-                "too_long": [{"id": i, "reason": r} for i, r in self.too_long], "shortened": self.shortened}
+                "too_long": [{"id": i, "reason": r} for i, r in self.too_long], "shortened": self.shortened,
+                "left_out_text_only": self.left_out_text_only}
 
 
 def _ids(ids: list[str], limit: int = 10) -> str:
@@ -335,7 +340,7 @@ class LlavaDataset(torch.utils.data.Dataset):
     loaded lazily per item. `lengths` and `is_multimodal` feed the modality/length-grouped sampler."""
 
     def __init__(self, rows: list[Row], encoder: RowEncoder, image_processor, skip_bad_rows: bool = False,
-                 report: DataReport | None = None):
+                 report: DataReport | None = None, images_only: bool = False):
         self.encoder = encoder
         self.image_processor = image_processor
         self.skip_bad_rows = skip_bad_rows
@@ -344,6 +349,9 @@ class LlavaDataset(torch.utils.data.Dataset):
         self.lengths: list[int] = []
         self.n_images: list[int] = []
         for row in rows:
+            if images_only and not row.images:
+                self.report.left_out_text_only.append(row.id)
+                continue
             try:
                 encoded = encoder.encode(row)
             except RowTooLongError as exc:

@@ -66,9 +66,11 @@ class LlavaTrainer(Trainer):
             group_lr = projector_lr if "multi_modal_projector" in name else vision_lr if "vision_tower" in name else lr
             weight_decay = self.args.weight_decay if name in decay else 0.0
             groups.setdefault((group_lr, weight_decay), []).append(param)
+        # The main learning rate's groups go first: the Trainer logs the first group's rate.
+        ordered = sorted(groups.items(), key=lambda item: item[0][0] != lr)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         self.optimizer = optimizer_cls(
-            [{"params": params, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), params in groups.items()],
+            [{"params": params, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), params in ordered],
             **optimizer_kwargs,
         )
         return self.optimizer
@@ -206,8 +208,12 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
     if kwargs.get("tf32") == "auto":
         kwargs["tf32"] = True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None
     kwargs.setdefault("dataloader_pin_memory", cuda)
-    if kwargs.get("gradient_checkpointing") and not kwargs.get("gradient_checkpointing_kwargs"):
-        kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        kwargs.setdefault("use_cpu", True)  # several CPU processes: the Trainer then joins them over gloo
+    checkpointing = kwargs.get("activation_checkpointing") or kwargs.get("gradient_checkpointing")
+    if checkpointing and not (kwargs.get("activation_checkpointing_kwargs") or kwargs.get("gradient_checkpointing_kwargs")):
+        # non-reentrant: gradients reach the trainable projector through frozen, checkpointed blocks
+        kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     try:
         return TrainingArguments(**kwargs)
     except (ValueError, TypeError, ImportError) as exc:
@@ -229,7 +235,7 @@ def build_dataset(config: TrainConfig, fmt) -> LlavaDataset:
                               skip_bad_rows=config.skip_bad_rows)
     encoder = RowEncoder.for_model(fmt, config.max_length)
     return LlavaDataset(rows, encoder, fmt.processor.image_processor, config.skip_bad_rows,
-                        DataReport(skipped=list(skipped)))
+                        DataReport(skipped=list(skipped)), images_only=config.stage == 1)
 
 
 def write_records(out: Path, config: TrainConfig, report: DataReport) -> None:

@@ -117,14 +117,18 @@ def prepare_model(loaded: LoadedModel, config: TrainConfig, args):
     net = loaded.model
     set_trainable(net, config)
     if config.stage == 2 and config.method in ("lora", "qlora"):
-        net = apply_lora(net, config, bool(args.gradient_checkpointing))
+        net = apply_lora(net, config, bool(args.activation_checkpointing))
     if not (args.deepspeed or args.fsdp):
         # Mixed precision keeps fp32 master weights of what trains (DeepSpeed/FSDP do this themselves).
         for param in net.parameters():
             if param.requires_grad and param.dtype != torch.float32:
                 param.data = param.data.float()
-    if args.gradient_checkpointing and hasattr(net, "enable_input_require_grads"):
-        net.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
+    if args.activation_checkpointing:
+        if hasattr(net, "enable_input_require_grads"):
+            net.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
+        for config in (loaded.config, getattr(loaded.config, "text_config", None)):
+            if config is not None:
+                config.use_cache = False  # a KV cache is useless in training and clashes with recomputation
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     if trainable == 0:
         raise CosmosLlavaError("nothing to train: every parameter is frozen by this configuration")
