@@ -313,3 +313,20 @@ def test_preview_marks_supervised_tokens(llava_llama3, tmp_path):
     assert tokens[-1]["token"] == "<|eot_id|>" and tokens[-1]["supervised"] is True
     result = run_training_cli("preview", "--data", data, "--model", llava_llama3, "--row", "99")
     assert (result.returncode, result.stderr) == (1, "error: no row '99': the file has 6 rows (give an index or an id)\n")
+
+
+def test_images_load_lazily_and_are_padded_as_the_model_asks(request, tmp_path):
+    tiny.write_llava_data(tmp_path, "caption", repeats=1)
+    wide = tiny.solid_image((200, 30, 30), size=(96, 32))
+    wide.save(tmp_path / "images" / "wide.png")
+    data = tmp_path / "wide.json"
+    data.write_text(json.dumps([{**GOOD, "image": "images/wide.png"}]), encoding="utf-8")
+    fmt = load_prompt_format(request.getfixturevalue("llava_llama3"))
+    assert fmt.processor.image_processor.do_pad is True  # recorded at compose time: image_aspect_ratio pad
+    rows, _ = read_rows(data)
+    dataset = LlavaDataset(rows, RowEncoder.for_model(fmt, 2048), fmt.processor.image_processor)
+    pixels = dataset[0]["pixel_values"]
+    padded = fmt.processor.image_processor([wide], return_tensors="pt")["pixel_values"]
+    fmt.processor.image_processor.do_pad = False
+    stretched = fmt.processor.image_processor([wide], return_tensors="pt")["pixel_values"]
+    assert torch.equal(pixels, padded) and not torch.equal(pixels, stretched)

@@ -53,6 +53,10 @@ def test_stage1_changes_the_projector_only(llava_llama3, captions, tmp_path):
     projector = {k for k in before if "multi_modal_projector" in k}
     assert changed == projector  # every projector tensor moved, nothing else by a single bit
     assert result.trainable_parameters == sum(before[k].numel() for k in projector)
+    # stage 2 starts from stage 1's folder
+    stage2 = run(tmp_path, "s2", model=str(result.output_dir), data=str(captions), max_steps=1,
+                 per_device_train_batch_size=2)
+    assert stage2.global_step == 1 and (stage2.output_dir / "model.safetensors").is_file()
 
 
 def test_stage1_linear_projector_keeps_its_identity_layer(llava_mistral, captions, tmp_path):
@@ -292,3 +296,18 @@ def test_projector_has_its_own_learning_rate(llava_llama3, instruct, tmp_path):
     assert capture.groups[0][0] == 1e-3  # the logged learning rate is the main one
     assert by_lr[1e-4] and all("multi_modal_projector" in n for n in by_lr[1e-4])
     assert all("lora_" in n for n in by_lr[1e-3])
+
+
+def test_gradient_accumulation_equals_the_larger_batch(llava_llama3, instruct, tmp_path):
+    # Rows have different numbers of supervised tokens: only a loss normalised over the whole
+    # accumulated batch gives the same update. SGD, because Adam's first step hides gradient scale.
+    common = dict(model=str(llava_llama3), data=str(instruct), max_steps=1, learning_rate=0.5, optim="sgd",
+                  max_grad_norm=0.0, seed=5)
+    big = run(tmp_path, "big", per_device_train_batch_size=4, gradient_accumulation_steps=1, **common)
+    accumulated = run(tmp_path, "acc", per_device_train_batch_size=2, gradient_accumulation_steps=2, **common)
+    start, w1, w2 = weights(llava_llama3), weights(big.output_dir), weights(accumulated.output_dir)
+    moved = [k for k in w1 if not torch.equal(start[k], w1[k])]
+    assert len(moved) > 10
+    for key in moved:
+        torch.testing.assert_close(w1[key] - start[key], w2[key] - start[key], atol=1e-6, rtol=1e-4)
+    assert big.losses[0][1] == pytest.approx(accumulated.losses[0][1], abs=1e-5)
