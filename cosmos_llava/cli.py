@@ -113,20 +113,26 @@ def _dtype(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("COSMOS_LLAVA_DEBUG") == "1"
+    return run_command(lambda: run(args), args.debug)
+
+
+def run_command(command, debug: bool = False, interrupted: str = "interrupted") -> int:
+    """Run a CLI command the project's way: an error caused by input is one line `error: ...` and exit
+    1; an unexpected one too, pointing at --debug (or COSMOS_LLAVA_DEBUG=1) for the traceback."""
+    debug = debug or os.environ.get("COSMOS_LLAVA_DEBUG") == "1"
     if not debug:
         _quiet_libraries()
     from .errors import CosmosLlavaError, first_line
 
     try:
-        return run(args)
+        return command() or 0
     except CosmosLlavaError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure: still one line, with the way to see more
         if debug:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from cosmos_llava.errors import CosmosLlavaError, first_line  # noqa: E402
+from cosmos_llava.errors import CosmosLlavaError  # noqa: E402
 
 
 def train_main(argv: list[str]) -> int:
@@ -102,18 +101,9 @@ def merge_main(argv: list[str]) -> int:
 
 
 def _guard(run, debug: bool) -> int:
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run()
-    except CosmosLlavaError as exc:
-        if debug:
-            raise
-        print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: resume with resume=auto (the last checkpoint is kept)", file=sys.stderr)
-        return 130
-    return 0
+    from cosmos_llava.cli import run_command
+
+    return run_command(run, debug, interrupted="interrupted: continue with resume=auto (from the last checkpoint)")
 
 
 COMMANDS = {"preview": preview_main, "merge-lora": merge_main, "train": train_main}

@@ -4,6 +4,7 @@ projector-only checkpoints for stage 1, and a report of every row not trained on
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -214,6 +215,12 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
     if checkpointing and not (kwargs.get("activation_checkpointing_kwargs") or kwargs.get("gradient_checkpointing_kwargs")):
         # non-reentrant: gradients reach the trainable projector through frozen, checkpointed blocks
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    deepspeed = kwargs.get("deepspeed")
+    if isinstance(deepspeed, str):
+        if not Path(deepspeed).is_file():
+            raise CosmosLlavaError(f"DeepSpeed config not found: {deepspeed}")
+        if importlib.util.find_spec("deepspeed") is None:
+            raise CosmosLlavaError("the 'deepspeed' option needs DeepSpeed installed: pip install deepspeed")
     try:
         return TrainingArguments(**kwargs)
     except (ValueError, TypeError, ImportError) as exc:
