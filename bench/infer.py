@@ -27,7 +27,7 @@ preprocessing, which are part of both paths):
   python bench/infer.py --shape small                # CLIP-B/16 + a 0.5B LLaMA shape, CPU
   python bench/infer.py --shape llava-8b             # CLIP-L/14-336 + LLaMA-3-8B shapes, CUDA, bf16
   python bench/infer.py --model DIR --quant 4bit     # a real LLaVA folder, via load_model
-Shapes use random weights and an offline word-level tokenizer: no downloads. With --quant, a shape is
+Shapes use random weights and an offline word-level tokenizer (Llama-3's pre-tokenizer): no downloads. With --quant, a shape is
 saved to a temporary folder and loaded back through load_model (for llava-8b that is ~16 GB of disk).
 """
 
@@ -50,7 +50,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 from transformers import (  # noqa: E402
     CLIPImageProcessorPil,
     CLIPVisionConfig,
@@ -62,6 +62,7 @@ from transformers import (  # noqa: E402
 )
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
+from cosmos_llava.cli import run_command  # noqa: E402
 from cosmos_llava.compose import assemble_llava, save  # noqa: E402
 from cosmos_llava.errors import CosmosLlavaError  # noqa: E402
 from cosmos_llava.generation import GenerationSettings, prepare_prompt, stream_reply  # noqa: E402
@@ -81,6 +82,12 @@ SHAPES = {
         text=dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=16, num_attention_heads=16,
                   num_key_value_heads=8, vocab_size=32000),
     ),
+    "llava-1b": dict(  # CLIP ViT-L/14-336 + LLaMA-3.2-1B (tied embeddings)
+        vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                    image_size=336, patch_size=14),
+        text=dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                  num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, tie_word_embeddings=True),
+    ),
     "llava-8b": dict(  # CLIP ViT-L/14-336 + LLaMA-3-8B
         vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                     image_size=336, patch_size=14),
@@ -96,16 +103,34 @@ UNK = "<unk>"
 
 # ----------------------------------------------------------------------------------------- models
 
+# Llama-3's pre-tokenizer split: newlines grouped, letters and digits apart (so prompt + reply
+# tokenizes like prompt, then reply; training's label check relies on that, as with the real model).
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def bench_words(count: int) -> list[str]:
+    """Letter-only words "aa", "ab", ...: each is one token of the bench tokenizer, with or without a space."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [a + b + c for a in ("", *letters) for b in letters for c in letters][:count]
+
+
 def word_level_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
-    """An offline word-level tokenizer: the Llama-3 specials, <unk>, then "t5", "t6", ... so that, once
-    assemble_llava adds <image>, it has exactly `vocab_size` tokens (no embedding resize) and every id
-    a random model generates decodes to a word. Turkish words are all <unk>, one per word."""
-    words = [*LLAMA3_SPECIALS, UNK]
-    vocab = {tok: i for i, tok in enumerate(words)}
-    vocab.update({f"t{i}": i for i in range(len(words), vocab_size - 1)})  # the last id is for <image>
+    """An offline, lossless tokenizer of Llama-3's layout: Llama-3's split and byte-level pieces, but a
+    word-level vocabulary (the specials, <unk>, newlines, then "aa", " aa", "ab", " ab", ...) sized so
+    that, once assemble_llava adds <image>, it has exactly `vocab_size` tokens (no embedding resize).
+    Every id a random model generates decodes to a word; other text (Turkish) is <unk>, one per word."""
+    pieces = [*LLAMA3_SPECIALS, UNK, "\u010a", "\u010a\u010a"]  # byte-level "\n" and "\n\n"
+    for word in bench_words(vocab_size):
+        pieces += [word, "\u0120" + word]  # "\u0120" is byte-level's space
+    vocab = {tok: i for i, tok in enumerate(pieces[:vocab_size - 1])}  # the last id is for <image>
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.add_special_tokens([*LLAMA3_SPECIALS, UNK])  # so "<|eot_id|>x" splits like in the real tokenizer
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([*LLAMA3_SPECIALS, UNK])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
                                    unk_token=UNK, model_max_length=8192)
 
@@ -124,7 +149,7 @@ def build_shape(name: str, device: str, dtype: torch.dtype) -> LoadedModel:
 def _build_parts(name: str, device: str, dtype: torch.dtype):
     shape = SHAPES[name]
     vision_config = CLIPVisionConfig(**shape["vision"])
-    text_config = LlamaConfig(**shape["text"], max_position_embeddings=8192, tie_word_embeddings=False,
+    text_config = LlamaConfig(**{"tie_word_embeddings": False, **shape["text"]}, max_position_embeddings=8192,
                               bos_token_id=0, eos_token_id=LLAMA3_SPECIALS.index("<|eot_id|>"))
     tokenizer = word_level_tokenizer(text_config.vocab_size)
     previous = torch.get_default_dtype()
@@ -369,15 +394,15 @@ def bench_image():
     return image
 
 
-def resolve_device(args) -> str:
+def resolve_device(args, gpu_shapes=("llava-8b",), why="on CPU: ~32 GB of RAM in fp32 and very slow") -> str:
+    """cuda when there is one; a shape in `gpu_shapes` is refused on CPU unless --device cpu forces it."""
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise CosmosLlavaError("--device cuda asked, but CUDA is not available on this machine")
-    if args.shape == "llava-8b" and device == "cpu" and args.device != "cpu":
-        raise CosmosLlavaError("--shape llava-8b needs a GPU (on CPU: ~32 GB of RAM in fp32 and very slow); "
-                               "pass --device cpu to force it")
+    if args.shape in gpu_shapes and device == "cpu" and args.device != "cpu":
+        raise CosmosLlavaError(f"--shape {args.shape} needs a GPU ({why}); pass --device cpu to force it")
     return device
 
 
@@ -460,18 +485,16 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each path (after one warm-up)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args(argv)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    try:
-        results = benchmark(args)
-    except CosmosLlavaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(lambda: publish(benchmark(args), print_table, args.json), args.debug)
+
+
+def publish(results: dict, print_table, json_path: str | None) -> None:
+    """The benches' output: a Markdown table on stdout, and the full results as JSON when asked."""
     print_table(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    return 0
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -282,6 +282,28 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(child, ["oops"])
 
 
+def test_engine_options_checked_before_loading(tmp_path):
+    """Options that would fail only after minutes of loading fail at once, in one line."""
+    import importlib.util
+
+    from transformers.integrations import is_tensorboard_available
+
+    from training.engine import training_arguments
+
+    def args(*overrides):
+        return training_arguments(load_config(None, ["model=m", "data=d.json", f"output_dir={tmp_path}", *overrides]))
+
+    with pytest.raises(CosmosLlavaError, match="^DeepSpeed config not found: nowhere.json$"):
+        args("deepspeed=nowhere.json")
+    if importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(CosmosLlavaError, match="^the 'deepspeed' option needs DeepSpeed installed: pip install deepspeed$"):
+            args(f"deepspeed={REPO}/training/configs/deepspeed/zero2.json")
+    if not is_tensorboard_available():
+        with pytest.raises(CosmosLlavaError, match="^report_to=tensorboard needs its package installed: pip install tensorboard$"):
+            args("report_to=tensorboard")
+    assert args("report_to=none").disable_tqdm is False  # the progress bar stays on under the quiet CLI
+
+
 # ------------------------------------------------------------------------------------------- preview CLI
 
 

@@ -3,15 +3,9 @@
 Run `python -m training --config training/configs/stage1.yaml`; see README.md, "Training".
 """
 
-import logging
-
-# bitsandbytes (imported through peft) warns at import, on every CPU machine, that an optional fast
-# kernel package is not installed; it changes nothing we do.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
-from .config import TrainConfig, load_config  # noqa: E402
-from .data import BadRowError, LlavaCollator, LlavaDataset, ModalityLengthGroupedSampler, RowEncoder, read_rows  # noqa: E402
-from .engine import LlavaTrainer, TrainResult, train  # noqa: E402
+from .config import TrainConfig, load_config
+from .data import BadRowError, LlavaCollator, LlavaDataset, ModalityLengthGroupedSampler, RowEncoder, read_rows
+from .engine import LlavaTrainer, TrainResult, train
 
 __all__ = [
     "BadRowError",

@@ -88,6 +88,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "remove_unused_columns": False,  # the collator needs pixel_values and labels as they are
     "dataloader_num_workers": 0,
+    "disable_tqdm": False,  # a progress bar even when library logging is quieted (the CLI quiets it)
 }
 
 

@@ -176,10 +176,13 @@ class _ProgressLog(TrainerCallback):
 
     def __init__(self):
         self.losses: list[tuple[int, float]] = []
+        self.mean_loss: float | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self.losses.append((state.global_step, float(logs["loss"])))
+        if logs and "train_loss" in logs:
+            self.mean_loss = float(logs["train_loss"])
 
 
 @dataclass
@@ -191,12 +194,14 @@ class TrainResult:
     trainable_parameters: int = 0
     total_parameters: int = 0
     resumed_from: str | None = None
+    mean_loss: float | None = None  # the Trainer's train_loss: the mean over this run's steps
 
     def summary(self) -> list[str]:
         lines = self.report.lines()
-        if self.losses:
-            lines.append(f"loss: {self.losses[0][1]:.4f} at step {self.losses[0][0]} -> "
-                         f"{self.losses[-1][1]:.4f} at step {self.losses[-1][0]}")
+        logged = [f"{loss:.4f} at step {step}" for step, loss in self.losses[:1] + self.losses[1:][-1:]]
+        mean = f"run mean {self.mean_loss:.4f}" if self.mean_loss is not None else ""
+        if logged or mean:
+            lines.append("loss: " + "; ".join(filter(None, [" -> ".join(logged), mean])))
         lines.append(f"saved to {self.output_dir}")
         return lines
 
@@ -221,10 +226,23 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
             raise CosmosLlavaError(f"DeepSpeed config not found: {deepspeed}")
         if importlib.util.find_spec("deepspeed") is None:
             raise CosmosLlavaError("the 'deepspeed' option needs DeepSpeed installed: pip install deepspeed")
+    _check_reporters(kwargs.get("report_to"))
     try:
         return TrainingArguments(**kwargs)
     except (ValueError, TypeError, ImportError) as exc:
         raise CosmosLlavaError(f"bad training option: {str(exc).splitlines()[0]}") from None
+
+
+def _check_reporters(report_to) -> None:
+    """A logger whose package is missing fails only after the model has loaded: say so up front."""
+    from transformers.integrations import integration_utils
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    for name in names:
+        available = getattr(integration_utils, f"is_{name}_available", None)
+        if available is not None and not available():
+            package = "tensorboard" if name == "tensorboard" else name
+            raise CosmosLlavaError(f"report_to={name} needs its package installed: pip install {package}")
 
 
 def resolve_resume(config: TrainConfig, output_dir: str) -> str | None:
@@ -301,7 +319,8 @@ def train(config: TrainConfig, callbacks: list[TrainerCallback] = (), echo=print
     trainer.save_model()
     if main:
         write_records(out, config, dataset.report)
-    result = TrainResult(out, trainer.state.global_step, progress.losses, dataset.report, trainable, total, resume)
+    result = TrainResult(out, trainer.state.global_step, progress.losses, dataset.report, trainable, total, resume,
+                         progress.mean_loss)
     for line in result.summary():
         say(line)
     return result
