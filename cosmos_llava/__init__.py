@@ -1,27 +1,31 @@
 """Cosmos-LLaVA: compose, convert, load and chat with Turkish LLaVA models."""
 
+import importlib
 import logging
 
 # bitsandbytes warns at import, on every CPU machine, that an optional fast-kernel package is not
 # installed; it changes nothing we do (4/8-bit still run), so keep it out of users' terminals.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from .conversation import Conversation, Turn
-from .errors import CosmosLlavaError
-from .generation import GenerationSettings, Reply, generate_reply, stream_reply
-from .loading import LoadedModel, load_model
-from .templates import DEFAULT_SYSTEM_PROMPT, NAMED_TEMPLATES
+# The public names, imported on first use: `import cosmos_llava.errors` (the data tools, the server's
+# request checks) should not have to load torch and transformers first.
+_EXPORTS = {
+    "Conversation": "conversation",
+    "Turn": "conversation",
+    "CosmosLlavaError": "errors",
+    "GenerationSettings": "generation",
+    "Reply": "generation",
+    "generate_reply": "generation",
+    "stream_reply": "generation",
+    "LoadedModel": "loading",
+    "load_model": "loading",
+    "DEFAULT_SYSTEM_PROMPT": "templates",
+    "NAMED_TEMPLATES": "templates",
+}
+__all__ = list(_EXPORTS)
 
-__all__ = [
-    "Conversation",
-    "Turn",
-    "CosmosLlavaError",
-    "GenerationSettings",
-    "Reply",
-    "generate_reply",
-    "stream_reply",
-    "LoadedModel",
-    "load_model",
-    "DEFAULT_SYSTEM_PROMPT",
-    "NAMED_TEMPLATES",
-]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'cosmos_llava' has no attribute '{name}'")

@@ -1,4 +1,4 @@
-"""`python -m cosmos_llava <command>`: compose, convert, chat.
+"""`python -m cosmos_llava <command>`: compose, convert, chat, serve.
 
 Errors a user can fix print as one line (`error: ...`) and exit 1; argparse usage errors exit 2.
 `--debug` (or COSMOS_LLAVA_DEBUG=1) shows full tracebacks instead.
@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
+
+    p = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
+    add_model_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--served-model-name", default=None, help="the name clients ask for (default: --model as given)")
+    p.add_argument("--api-key-env", default=None, metavar="VAR",
+                   help="require 'Authorization: Bearer <key>', the key read from this environment variable")
+    p.add_argument("--max-concurrent-requests", type=int, default=8,
+                   help="requests admitted at once, running or queued; more get 429")
+    p.add_argument("--max-tokens", type=int, default=512, help="default max_tokens when a request gives none")
+    p.add_argument("--max-image-mb", type=float, default=20.0, help="largest image accepted, in MiB")
+    p.add_argument("--allow-remote-images", action="store_true", help="also fetch http(s) image URLs")
     return parser
 
 
@@ -95,7 +108,36 @@ def run(args: argparse.Namespace) -> int:
             message = Conversation().add_user(args.prompt, args.image)
             return answer_once(load_from_args(args), message, settings)
         return interactive(load_from_args(args), args.image, settings)
+    if args.command == "serve":
+        from .loading import load_from_args
+        from .server import serve
+
+        settings = server_settings(args)  # checked before the slow model load
+        serve(load_from_args(args), settings, host=args.host, port=args.port,
+              announce=lambda line: print(line, file=sys.stderr, flush=True))
+        return 0
     raise AssertionError(args.command)
+
+
+def server_settings(args: argparse.Namespace):
+    from .errors import CosmosLlavaError
+    from .server import ServerSettings
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise CosmosLlavaError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+    if args.max_concurrent_requests < 1:
+        raise CosmosLlavaError("--max-concurrent-requests must be at least 1")
+    if args.max_tokens < 1:
+        raise CosmosLlavaError("--max-tokens must be at least 1")
+    if not 0 < args.port < 65536:
+        raise CosmosLlavaError(f"--port must be between 1 and 65535, got {args.port}")
+    return ServerSettings(model_name=args.served_model_name or args.model, api_key=api_key,
+                          max_concurrent_requests=args.max_concurrent_requests,
+                          max_image_bytes=int(args.max_image_mb * 2**20), default_max_tokens=args.max_tokens,
+                          allow_remote_images=args.allow_remote_images)
 
 
 def _dtype(name: str):
