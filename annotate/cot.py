@@ -100,20 +100,15 @@ def trace_record(record: dict, client: ChatClient, args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .client import add_endpoint_arguments
-    from .runner import add_run_arguments
+    from .runner import task_parser
 
-    parser = argparse.ArgumentParser(prog="python -m annotate cot",
-                                     description="Generate LLaVA-CoT reasoning traces (SUMMARY, CAPTION, REASONING, "
-                                                 "CONCLUSION) checked against ground-truth answers.")
-    parser.add_argument("--input", required=True, help='JSON/JSONL of {"id", "image", "question", "answer"}')
+    parser = task_parser("cot", "Generate LLaVA-CoT reasoning traces (SUMMARY, CAPTION, REASONING, CONCLUSION) "
+                                "checked against ground-truth answers.",
+                         'JSON/JSONL of {"id", "image", "question", "answer"}', temperature=0.7, max_tokens=2048)
     parser.add_argument("--image-folder", default=None, help="images are relative to this (default: the input's folder)")
     parser.add_argument("--hide-answer", action="store_true",
                         help="do not show the endpoint the ground-truth answer (traces it must find on its own)")
     parser.add_argument("--max-image-side", type=int, default=1024, help="larger images are scaled down before sending")
-    add_endpoint_arguments(parser)
-    add_run_arguments(parser)
-    parser.set_defaults(temperature=0.7, max_tokens=2048)
     return parser
 
 

@@ -214,17 +214,13 @@ def make_jobs(records: list[dict], kinds: list[str]) -> list[Job]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .client import add_endpoint_arguments
-    from .runner import add_run_arguments
+    from .runner import task_parser
 
-    parser = argparse.ArgumentParser(prog="python -m annotate instruct",
-                                     description="Generate LLaVA-style Turkish instruction data from captions and "
-                                                 "object boxes (conversation, detail, complex).")
-    parser.add_argument("--input", required=True, help='JSON/JSONL of {"id", "image", "captions", "boxes"}')
+    parser = task_parser("instruct", "Generate LLaVA-style Turkish instruction data from captions and object "
+                                     "boxes (conversation, detail, complex).",
+                         'JSON/JSONL of {"id", "image", "captions", "boxes"}')
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, from: {', '.join(KINDS)}")
     parser.add_argument("--via-english", action="store_true", help="generate in English, then translate to Turkish")
-    add_endpoint_arguments(parser)
-    add_run_arguments(parser)
     return parser
 
 

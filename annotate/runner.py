@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cosmos_llava.errors import CosmosLlavaError
+from cosmos_llava.records import iter_records
 
 from .client import ChatClient, EndpointError, FatalEndpointError
 
@@ -66,33 +67,22 @@ class RunReport:
 # ------------------------------------------------------------------------------------------- input
 
 def read_records(path: str | Path) -> list[dict]:
-    """A JSON list or JSONL of objects. Records without an "id" get "#<index>" (stable for one file)."""
+    """A JSON list or JSONL of objects. Records without an "id" get their position as id ("#<index>"
+    or "line <n>", as training names them), stable for one file."""
     path = Path(path)
     if not path.is_file():
         raise CosmosLlavaError(f"input file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CosmosLlavaError(f"{path}: not valid JSON ({exc})") from None
-    else:
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise CosmosLlavaError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
-    seen: dict[str, int] = {}
-    for index, record in enumerate(records):
+    records, seen = [], {}
+    for position, record in iter_records(path):
+        if isinstance(record, json.JSONDecodeError):
+            raise CosmosLlavaError(f"{path} {position}: not valid JSON ({record.msg})")
         if not isinstance(record, dict):
-            raise CosmosLlavaError(f"{path}: record {index} is not a JSON object")
-        record.setdefault("id", f"#{index}")
-        record["id"] = str(record["id"])
+            raise CosmosLlavaError(f"{path} {position}: not a JSON object")
+        record["id"] = str(record["id"]) if record.get("id") not in (None, "") else position
         if record["id"] in seen:
-            raise CosmosLlavaError(f"{path}: duplicate id '{record['id']}' (records {seen[record['id']]} and {index})")
-        seen[record["id"]] = index
+            raise CosmosLlavaError(f"{path}: duplicate id '{record['id']}' ({seen[record['id']]} and {position})")
+        seen[record["id"]] = position
+        records.append(record)
     return records
 
 
@@ -248,6 +238,21 @@ def add_run_arguments(parser) -> None:
     group.add_argument("--temperature", type=float, default=0.7)
     group.add_argument("--max-tokens", type=int, default=1024, help="per request")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def task_parser(task: str, description: str, input_help: str, **defaults):
+    """The command line every generator shares: --input, the endpoint and the run options; the task
+    adds its own options to what this returns. `defaults` override shared defaults (temperature...)."""
+    import argparse
+
+    from .client import add_endpoint_arguments
+
+    parser = argparse.ArgumentParser(prog=f"python -m annotate {task}", description=description)
+    parser.add_argument("--input", required=True, help=input_help)
+    add_endpoint_arguments(parser)
+    add_run_arguments(parser)
+    parser.set_defaults(**defaults)
+    return parser
 
 
 def run_from_args(args, jobs: list[Job], worker: Worker, echo=print) -> RunReport:

@@ -95,17 +95,12 @@ def jobs_from_file(path: str) -> list[Job]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .client import add_endpoint_arguments
-    from .runner import add_run_arguments
+    from .runner import task_parser
 
-    parser = argparse.ArgumentParser(prog="python -m annotate translate",
-                                     description="Translate a LLaVA-format dataset (JSON or JSONL) to Turkish.")
-    parser.add_argument("--input", required=True, help="LLaVA JSON list or JSONL")
+    parser = task_parser("translate", "Translate a LLaVA-format dataset (JSON or JSONL) to Turkish.",
+                         "LLaVA JSON list or JSONL", temperature=0.2, max_tokens=2048)
     parser.add_argument("--no-entity-check", action="store_true",
                         help="do not require English proper nouns to reappear in the translation")
-    add_endpoint_arguments(parser)
-    add_run_arguments(parser)
-    parser.set_defaults(temperature=0.2, max_tokens=2048)
     return parser
 
 

@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         from .server import serve
 
         settings = server_settings(args)  # checked before the slow model load
+        if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: listening on {args.host} with no --api-key-env: anyone who can reach this port "
+                  "can use the model", file=sys.stderr)
         serve(load_from_args(args), settings, host=args.host, port=args.port,
               announce=lambda line: print(line, file=sys.stderr, flush=True))
         return 0

@@ -51,6 +51,7 @@ class LoadedModel:
     name: str
     quant: str = "none"
     executor: ThreadPoolExecutor = field(default_factory=model_thread, repr=False)
+    context_limit: int | None = None  # overrides the config's max_position_embeddings (--context-length)
 
     @property
     def tokenizer(self):
@@ -62,7 +63,7 @@ class LoadedModel:
 
     @property
     def context_length(self) -> int:
-        return int(self.config.text_config.max_position_embeddings)
+        return self.context_limit or int(self.config.text_config.max_position_embeddings)
 
     @property
     def image_token_count(self) -> int:
@@ -143,15 +144,19 @@ def load_model(
     adapter: str | None = None,
     template: str | None = None,
     system_prompt: str | None = None,
+    context_length: int | None = None,
 ) -> LoadedModel:
     """Load a LLaVA folder or hub id, optionally quantized and with a LoRA adapter.
 
     dtype "auto" is bf16 on CUDA and fp32 on CPU. `device_map=None` is "auto" on CUDA; "none" loads
     without a device map (what a trainer that places the model itself wants). `system_prompt=None`
     uses the model's recorded prompt (or the default Turkish one); "" means no system prompt.
+    `context_length` replaces the config's max_position_embeddings as the prompt + reply budget.
     """
     model = str(model)
     _check_folder(model)
+    if context_length is not None and context_length < 1:
+        raise CosmosLlavaError(f"--context-length must be at least 1, got {context_length}")
     qconfig = quantization_config(quant)
     torch_dtype = default_dtype() if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)
     if device_map is None:
@@ -185,8 +190,10 @@ def load_model(
         executor.shutdown(wait=False)
         raise
 
-    return loaded_from_parts(net, processor, model, executor, quant=quant, template=template,
-                             system_prompt=system_prompt)
+    loaded = loaded_from_parts(net, processor, model, executor, quant=quant, template=template,
+                               system_prompt=system_prompt)
+    loaded.context_limit = context_length
+    return loaded
 
 
 def loaded_from_parts(net, processor, name: str, executor: ThreadPoolExecutor, quant: str = "none",
@@ -255,6 +262,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     group.add_argument("--adapter", default=None, help="LoRA adapter folder to apply")
     group.add_argument("--template", default=None, help="override the chat template: llama3, mistral, vicuna_v1, plain")
     group.add_argument("--system-prompt", default=None, help="system prompt ('' for none; default: the model's)")
+    group.add_argument("--context-length", type=int, default=None,
+                       help="tokens for prompt + reply (default: the model's max_position_embeddings)")
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
@@ -266,4 +275,5 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
         adapter=args.adapter,
         template=args.template,
         system_prompt=args.system_prompt,
+        context_length=args.context_length,
     )

@@ -28,6 +28,7 @@ import torch
 
 from cosmos_llava.errors import CosmosLlavaError, ImageError
 from cosmos_llava.images import load_image, probe_image
+from cosmos_llava.records import iter_records
 from cosmos_llava.templates import IMAGE_TOKEN
 
 log = logging.getLogger(__name__)
@@ -97,22 +98,10 @@ def read_rows(path: str | Path, image_folder: str | Path | None = None, check_im
 
 def _raw_items(path: Path):
     """(position, row dict or BadRowError) for a JSON list or a JSONL file."""
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CosmosLlavaError(f"{path} is not valid JSON: {exc}") from None
-        for index, item in enumerate(items):
-            yield f"#{index}", item
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {number}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield f"line {number}", BadRowError(f"line {number}", f"malformed JSON ({exc.msg} at column {exc.colno})")
+    for position, item in iter_records(path):
+        if isinstance(item, json.JSONDecodeError):
+            item = BadRowError(position, f"malformed JSON ({item.msg} at column {item.colno})")
+        yield position, item
 
 
 def parse_row(item, position: str, image_folder: Path, check_images: bool = True) -> Row:
