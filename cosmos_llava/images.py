@@ -41,6 +41,15 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     return image
 
 
+def to_data_url(image: Image.Image, format: str = "PNG") -> str:
+    """A `data:image/...;base64,...` URL of the image, as OpenAI-compatible chat APIs take images."""
+    import base64
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=format)
+    return f"data:image/{format.lower()};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
 def probe_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """Check that a file is a readable image of an allowed size from its header alone (nothing is
     decoded, so it is fast enough to run over a whole dataset); returns (width, height)."""
