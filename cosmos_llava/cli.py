@@ -1,4 +1,4 @@
-"""`python -m cosmos_llava <command>`: compose, convert, chat, serve.
+"""`python -m cosmos_llava <command>`: compose, convert, chat, serve, leaderboard.
 
 Errors a user can fix print as one line (`error: ...`) and exit 1; argparse usage errors exit 2.
 `--debug` (or COSMOS_LLAVA_DEBUG=1) shows full tracebacks instead.
@@ -26,6 +26,7 @@ def _quiet_libraries() -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .compose import PROJECTOR_TYPES
     from .loading import add_model_arguments
+    from .rating import add_leaderboard_parser
     from .templates import NAMED_TEMPLATES
 
     parser = argparse.ArgumentParser(prog="python -m cosmos_llava", description="Turkish visual instruction models")
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=512, help="default max_tokens when a request gives none")
     p.add_argument("--max-image-mb", type=float, default=20.0, help="largest image accepted, in MiB")
     p.add_argument("--allow-remote-images", action="store_true", help="also fetch http(s) image URLs")
+
+    add_leaderboard_parser(sub)
+
+    p = sub.add_parser("export-battles", help="write the arena's voted battles as JSON lines (leaderboard --battles)")
+    p.add_argument("--db", required=True, help="the arena SQLite file (app.py --db)")
+    p.add_argument("--out", required=True, help="JSONL file to write")
+    p.add_argument("--mode", choices=("blind", "named"), default="blind")
     return parser
 
 
@@ -119,6 +127,21 @@ def run(args: argparse.Namespace) -> int:
         serve(load_from_args(args), settings, host=args.host, port=args.port,
               announce=lambda line: print(line, file=sys.stderr, flush=True))
         return 0
+    if args.command == "export-battles":
+        from pathlib import Path
+
+        from .arena_store import ArenaStore
+        from .errors import CosmosLlavaError
+
+        if not Path(args.db).is_file():
+            raise CosmosLlavaError(f"--db {args.db}: no such file")
+        count = ArenaStore(args.db).export_battles(args.out, mode=args.mode)
+        print(f"{count} {args.mode} battles written to {args.out}", file=sys.stderr)
+        return 0
+    if args.command == "leaderboard":
+        from .rating import run_leaderboard
+
+        return run_leaderboard(args)
     raise AssertionError(args.command)
 
 

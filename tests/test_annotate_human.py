@@ -3,7 +3,6 @@ output as training data, the command line, and the Gradio UI driven by keyboard 
 
 import json
 import os
-import shutil
 import socket
 import stat
 from pathlib import Path
@@ -12,11 +11,9 @@ import pytest
 from PIL import Image
 
 from annotate import human
+from loopback import free_port
 from annotate.human import AnnotateError, PairError, PairStore, build_app, find_images, human_main, launch_options
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def make_images(folder: Path, names=("a.png", "c.webp", "sub/b.jpg")) -> Path:
@@ -298,29 +295,6 @@ def test_cli_port_taken_is_one_line_error(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ real browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def browser_page():
-    """A headless Chromium page (system chromium, driven by playwright); skips where either is missing."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            yield page
-        finally:
-            browser.close()
-
-
 @pytest.fixture
 def served(tmp_path):
     """The app on 127.0.0.1 in this process, over 3 images with one pair already written for a.png."""
@@ -329,7 +303,7 @@ def served(tmp_path):
     existing = pair("a-1", "a.png", "ocr", "Ne yazıyor?", "Dur.")
     out.write_text(json.dumps([existing], ensure_ascii=False, indent=2), encoding="utf-8")
     demo = build_app(images, out)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_options(images))
     try:
