@@ -51,6 +51,9 @@ class ModelSpec:
     context_length: int | None = None
     device_map: str | None = None
     timeout_s: float = 120.0
+    # Replies in flight at once; more wait their turn. A local model generates one reply at a time on
+    # its own thread anyway (loading.model_thread), so this matters for endpoints (default 4 there).
+    max_concurrent: int | None = None
 
     @property
     def is_local(self) -> bool:
@@ -87,6 +90,8 @@ def parse_registry(data, source: str = "registry") -> tuple[list[ModelSpec], int
             raise RegistryError(f"{where} ('{spec.name}') needs exactly one of 'model' (local) or 'endpoint'")
         if spec.endpoint is not None and not spec.endpoint_model:
             raise RegistryError(f"{where} ('{spec.name}'): an endpoint needs 'endpoint_model', the name it serves")
+        if spec.max_concurrent is not None and (not isinstance(spec.max_concurrent, int) or spec.max_concurrent < 1):
+            raise RegistryError(f"{where} ('{spec.name}'): max_concurrent must be a whole number of at least 1")
         if not isinstance(spec.weight, (int, float)) or spec.weight <= 0:
             raise RegistryError(f"{where} ('{spec.name}'): weight must be a positive number")
         if any(s.name == spec.name for s in specs):
@@ -242,6 +247,8 @@ class Registry:
         self._resident: dict[str, _Resident] = {}
         self._loading: set[str] = set()
         self._changed = threading.Condition()
+        self._slots = {spec.name: threading.BoundedSemaphore(spec.max_concurrent or (1 if spec.is_local else 4))
+                       for spec in specs}
 
     @property
     def names(self) -> list[str]:
@@ -349,10 +356,18 @@ class _Lease:
         self.backend = None
 
     def __enter__(self):
-        self.backend = self.registry._acquire(self.name)
+        slot = self.registry._slots[self.registry.spec(self.name).name]
+        if not slot.acquire(timeout=self.registry.wait_s):
+            raise CosmosLlavaError(f"model '{self.name}' is busy: try again shortly")
+        try:
+            self.backend = self.registry._acquire(self.name)
+        except BaseException:
+            slot.release()
+            raise
         return self.backend
 
     def __exit__(self, *exc):
         if isinstance(self.backend, LocalBackend):
             self.registry._release(self.name)
+        self.registry._slots[self.name].release()
         return False

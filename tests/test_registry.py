@@ -82,34 +82,52 @@ def test_leases_load_once_share_and_evict_only_idle_models():
         time.sleep(0.05)
         return FakeLoaded(model)
 
-    registry = Registry([ModelSpec("A", model="a"), ModelSpec("B", model="b")], max_resident=1, loader=loader,
-                        wait_s=10)
+    registry = Registry([ModelSpec("A", model="a", max_concurrent=5), ModelSpec("B", model="b")], max_resident=1,
+                        loader=loader, wait_s=10)
+    leases = [registry.use("A") for _ in range(5)]
     seen = []
-    threads = [threading.Thread(target=lambda: seen.append(registry.use("A").__enter__().loaded.name)) for _ in range(5)]
+    threads = [threading.Thread(target=lambda lease=lease: seen.append(lease.__enter__().loaded.name)) for lease in leases]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert loads == ["a"] and seen == ["a"] * 5  # five users, one load
-    for _ in range(5):
-        registry._release("A")
+    for lease in leases:
+        lease.__exit__(None, None, None)
 
     with registry.use("A") as a:
         got = {}
-        waiter = threading.Thread(target=lambda: got.setdefault("b", registry.use("B").__enter__()))
+        lease_b = registry.use("B")
+        waiter = threading.Thread(target=lambda: got.setdefault("b", lease_b.__enter__()))
         waiter.start()
         time.sleep(0.2)
         assert "b" not in got and registry.resident() == ["A"]  # A is in use: B waits for the slot
         assert a.loaded.name == "a"
     waiter.join(timeout=5)
     assert got["b"].loaded.name == "b" and registry.resident() == ["B"] and loads == ["a", "b"]
-    registry._release("B")
+    lease_b.__exit__(None, None, None)
 
     busy = Registry([ModelSpec("A", model="a"), ModelSpec("B", model="b")], max_resident=1, loader=loader, wait_s=0.2)
     with busy.use("A"):
         with pytest.raises(CosmosLlavaError, match="^model 'B' could not be loaded: all 1 model slots stayed busy; "
                                                    "try again shortly$"):
             with busy.use("B"):
+                pass
+
+
+def test_max_concurrent_bounds_replies_per_model():
+    registry = Registry([ModelSpec("A", model="a"), ModelSpec("E", endpoint="http://h/v1", endpoint_model="m",
+                                                                  max_concurrent=2)],
+                        max_resident=1, loader=lambda model, **options: FakeLoaded(model), wait_s=0.3)
+    with registry.use("A"):  # a local model: one reply at a time by default
+        with pytest.raises(CosmosLlavaError, match="^model 'A' is busy: try again shortly$"):
+            with registry.use("A"):
+                pass
+    with registry.use("A"):  # the slot came back
+        pass
+    with registry.use("E"), registry.use("E"):
+        with pytest.raises(CosmosLlavaError, match="^model 'E' is busy: try again shortly$"):
+            with registry.use("E"):
                 pass
 
 
