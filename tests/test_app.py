@@ -318,3 +318,10 @@ def test_chat_and_arena_through_the_api(registry, images, tmp_path):
         assert "1 kör oy, 2 model" in summary and "Tiny LLaMA" in table
     finally:
         demo.close()
+
+
+def test_both_languages_label_everything():
+    assert set(LABELS["tr"]) == set(LABELS["en"])
+    from cosmos_llava.webapp import NO_MODELS
+
+    assert set(NO_MODELS) == set(LABELS)
