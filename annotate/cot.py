@@ -18,7 +18,7 @@ from cosmos_llava.errors import CosmosLlavaError, ImageError
 
 from .client import ChatClient, image_part
 from .runner import Job, Rejected, read_records, stable_seed
-from .text import COT_STAGES, TraceError, answers_match, format_cot, language_of, parse_cot
+from cosmos_llava.text import COT_STAGES, TraceError, answers_match, format_cot, language_of, parse_cot
 
 # LLaVA-CoT's generation prompt (Xu et al. 2024), with the answer language set to Turkish.
 PROMPT = """I have an image and a question that I want you to answer. I need you to strictly follow the format \

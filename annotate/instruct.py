@@ -23,7 +23,7 @@ from cosmos_llava.errors import CosmosLlavaError
 
 from .client import ChatClient
 from .runner import Job, Rejected, read_records, stable_seed
-from .text import FormatError, language_of, looks_turkish, parse_qa_pairs
+from cosmos_llava.text import FormatError, language_of, looks_turkish, parse_qa_pairs
 from .translate import translate_texts
 
 KINDS = ("conversation", "detail", "complex")

@@ -15,7 +15,7 @@ import re
 
 from .client import ChatClient
 from .runner import Job, Rejected, read_records, stable_seed
-from .text import FormatError, check_translation, language_of, looks_turkish, protect, restore
+from cosmos_llava.text import FormatError, check_translation, language_of, looks_turkish, protect, restore
 
 SYSTEM_PROMPT = """You are a professional English-to-Turkish translator of visual instruction-tuning data \
 (questions and answers about images). The user sends a JSON array of English strings. Translate every string \

@@ -1,8 +1,8 @@
-"""annotate.text on real Turkish and English strings: exact outputs and exact error reasons."""
+"""cosmos_llava.text on real Turkish and English strings: exact outputs and exact error reasons."""
 
 import pytest
 
-from annotate.text import (
+from cosmos_llava.text import (
     COT_STAGES,
     FormatError,
     TraceError,

@@ -1,4 +1,5 @@
-"""Text utilities for the data-generation pipelines: Turkish-aware, standard library only, no model calls.
+"""Turkish-aware text utilities shared by data generation (annotate/), evaluation and reasoning:
+standard library only, no model calls.
 
 - answer checking: `turkish_casefold`, `normalize_answer`, `option_letter`, `answers_match`
 - language check: `language_of`, `looks_turkish`
