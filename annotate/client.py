@@ -8,7 +8,6 @@ with exponential backoff (honouring Retry-After); other 4xx answers are final.
 from __future__ import annotations
 
 import base64
-import io
 import os
 import random
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from cosmos_llava.errors import CosmosLlavaError
+from cosmos_llava.registry import http_error
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 FATAL_STATUS = {401, 403, 404}  # wrong key or model: every request would fail the same way
@@ -116,7 +116,7 @@ class ChatClient:
             else:
                 if response.status_code == 200:
                     return self._parse(response)
-                problem, retry_after = _describe(response), response.headers.get("retry-after")
+                problem, retry_after = http_error(response), response.headers.get("retry-after")
                 if response.status_code in FATAL_STATUS:
                     raise FatalEndpointError(f"{self.endpoint.base_url}: {problem}")
                 if response.status_code not in RETRY_STATUS:
@@ -150,18 +150,9 @@ class ChatClient:
         return completion
 
 
-def _describe(response: httpx.Response) -> str:
-    try:
-        error = response.json().get("error") or {}
-        message = error.get("message") if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        message = None
-    return f"HTTP {response.status_code}: {message or response.text[:200] or response.reason_phrase}"
-
-
 def image_part(path: str | Path, max_side: int | None = None) -> dict:
     """An `image_url` content part holding the image as a base64 data URL (PNG/JPEG kept as they are)."""
-    from cosmos_llava.images import load_image
+    from cosmos_llava.images import load_image, to_data_url
 
     path = Path(path)
     raw = path.read_bytes()
@@ -170,9 +161,7 @@ def image_part(path: str | Path, max_side: int | None = None) -> dict:
     if mime is None or (max_side and max(image.size) > max_side):
         if max_side and max(image.size) > max_side:
             image.thumbnail((max_side, max_side))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        raw, mime = buffer.getvalue(), "image/png"
+        return {"type": "image_url", "image_url": {"url": to_data_url(image)}}  # re-encoded as PNG
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(raw).decode()}"}}
 
 

@@ -490,25 +490,22 @@ def format_table(rows: Iterable[LeaderboardRow]) -> str:
 
 
 def read_battles_jsonl(path: str | Path) -> list[dict]:
-    """Battles from a JSON-lines file (blank lines skipped); a bad line raises a one-line RatingError
-    naming the file and line number."""
+    """Battles from a JSON-lines file (blank lines skipped; a JSON list works too, read by the project's
+    one record reader); a bad line raises a one-line RatingError naming the file and line number."""
+    from .records import iter_records
+
     path = Path(path)
     if not path.is_file():
         raise RatingError(f"--battles {path}: no such file")
     battles = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                battle = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RatingError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(battle, dict):
-                raise RatingError(f"{where}: expected a JSON object with model_a, model_b and winner")
-            _check_battle(battle, where)
-            battles.append(battle)
+    for position, battle in iter_records(path):
+        where = f"{path} {position}"
+        if isinstance(battle, json.JSONDecodeError):
+            raise RatingError(f"{where}: not valid JSON ({battle.msg})")
+        if not isinstance(battle, dict):
+            raise RatingError(f"{where}: expected a JSON object with model_a, model_b and winner")
+        _check_battle(battle, where)
+        battles.append(battle)
     if not battles:
         raise RatingError(f"{path}: no battles")
     return battles

@@ -194,7 +194,7 @@ class EndpointBackend:
                               timeout=spec.timeout_s) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise CosmosLlavaError(f"model '{spec.name}': {_endpoint_error(response)}")
+                    raise CosmosLlavaError(f"model '{spec.name}': {http_error(response)}")
                 for line in response.iter_lines():
                     if cancel_event is not None and cancel_event.is_set():
                         finish = "cancelled"
@@ -221,12 +221,15 @@ class EndpointBackend:
             stats.finish_reason, stats.seconds = finish, time.perf_counter() - start
 
 
-def _endpoint_error(response) -> str:
+def http_error(response) -> str:
+    """One line for a failed OpenAI-compatible response: its status and the error body's message (or
+    the start of the body). Shared by every client of such endpoints (the app, annotate/)."""
     try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:200]
-    return f"HTTP {response.status_code}: {message}"
+        error = response.json().get("error") or {}
+        message = error.get("message") if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        message = None
+    return f"HTTP {response.status_code}: {message or response.text[:200] or response.reason_phrase}"
 
 
 # -------------------------------------------------------------------------------------------- registry
@@ -356,7 +359,8 @@ class _Lease:
         self.backend = None
 
     def __enter__(self):
-        slot = self.registry._slots[self.registry.spec(self.name).name]
+        self.registry.spec(self.name)  # an unknown name: a clear error before waiting for a slot
+        slot = self.registry._slots[self.name]
         if not slot.acquire(timeout=self.registry.wait_s):
             raise CosmosLlavaError(f"model '{self.name}' is busy: try again shortly")
         try:

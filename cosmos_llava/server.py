@@ -176,8 +176,6 @@ def parse_messages(messages, loaded: LoadedModel, settings: ServerSettings) -> C
             rest.append({"role": message["role"], "content": content})
     try:
         parsed = Conversation.from_messages(rest, image_loader=lambda ref: fetch_image(ref, settings))
-    except APIError:
-        raise
     except ImageError as exc:
         raise bad_request(str(exc), param="messages", code="invalid_image") from None
     except CosmosLlavaError as exc:

@@ -294,19 +294,21 @@ def arena_tab(arena, labels: dict):
         shown = [{"role": "user", "content": {"path": p}} for p in files]
         if text:
             shown.append({"role": "user", "content": text})
+        def can_vote() -> bool:  # the store enforces this too; the buttons only mirror it
+            battle = session.battle
+            return bool(battle and battle.finished and battle.turns and battle.vote is None)
+
+        def show(answer_a: str, answer_b: str):
+            return ([*hist_a, *shown, {"role": "assistant", "content": answer_a}],
+                    [*hist_b, *shown, {"role": "assistant", "content": answer_b}], session, None,
+                    *vote_buttons(can_vote()))
+
         try:
-            settings = settings_from(temp, 1.0, max_new)
-            steps = arena.turn(session, text, files, settings)
-            for answer_a, answer_b in steps:
-                yield ([*hist_a, *shown, {"role": "assistant", "content": answer_a}],
-                       [*hist_b, *shown, {"role": "assistant", "content": answer_b}], session, None, *vote_buttons(False))
-            yield ([*hist_a, *shown, {"role": "assistant", "content": answer_a}],
-                   [*hist_b, *shown, {"role": "assistant", "content": answer_b}], session, None, *vote_buttons(True))
+            for answer_a, answer_b in arena.turn(session, text, files, settings_from(temp, 1.0, max_new)):
+                yield show(answer_a, answer_b)  # the last step comes once both answers are finished
         except Exception as exc:  # noqa: BLE001 - a message, never a traceback
             gr.Warning(describe(exc, labels))
-            can_vote = bool(session.battle and session.battle.finished and session.battle.turns
-                            and session.battle.vote is None)
-            yield hist_a, hist_b, session, message, *vote_buttons(can_vote)
+            yield hist_a, hist_b, session, message, *vote_buttons(can_vote())
 
     def stop(session):
         session.cancel.set()
@@ -354,8 +356,8 @@ def leaderboard_tab(store, labels: dict, rounds: int = 100):
         battles = store.rating_battles(mode="blind")
         if not battles:
             return labels["no_votes"], "", None, None
-        rows = rating.leaderboard(battles, rounds=rounds, seed=0)
-        counts = rating.collapse(battles)
+        counts = rating.collapse(battles)  # once, for the table and the heatmap (it keeps Elo's order)
+        rows = rating.leaderboard(counts, rounds=rounds, seed=0)
         head = labels["votes_summary"].format(votes=len(battles), models=len(rows), rounds=rounds)
         return head, rating.format_table(rows), ratings_figure(rows, labels), heatmap_figure(counts, labels)
 

@@ -241,8 +241,7 @@ def _check_reporters(report_to) -> None:
     for name in names:
         available = getattr(integration_utils, f"is_{name}_available", None)
         if available is not None and not available():
-            package = "tensorboard" if name == "tensorboard" else name
-            raise CosmosLlavaError(f"report_to={name} needs its package installed: pip install {package}")
+            raise CosmosLlavaError(f"report_to={name} needs its package installed: pip install {name}")
 
 
 def resolve_resume(config: TrainConfig, output_dir: str) -> str | None:
