@@ -216,3 +216,12 @@ def test_serve_cli_errors(llava_llama3):
     assert result.stderr == "error: --api-key-env SURELY_UNSET_VAR_123: that environment variable is not set\n"
     result = run_cli("serve", "--model", llava_llama3, "--port", "70000")
     assert result.stderr == "error: --port must be between 1 and 65535, got 70000\n"
+    result = run_cli("serve", "--model", llava_llama3, "--context-length", "0")
+    assert result.stderr == "error: --context-length must be at least 1, got 0\n"
+
+
+def test_context_length_overrides_the_config(llava_llama3):
+    from cosmos_llava.loading import load_model
+
+    assert load_model(str(llava_llama3)).context_length == 512
+    assert load_model(str(llava_llama3), context_length=4096).context_length == 4096

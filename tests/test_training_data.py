@@ -352,3 +352,16 @@ def test_images_load_lazily_and_are_padded_as_the_model_asks(request, tmp_path):
     fmt.processor.image_processor.do_pad = False
     stretched = fmt.processor.image_processor([wide], return_tensors="pt")["pixel_values"]
     assert torch.equal(pixels, padded) and not torch.equal(pixels, stretched)
+
+
+def test_train_summary_lines(tmp_path):
+    from training.data import DataReport
+    from training.engine import TrainResult
+
+    def loss_line(losses, mean):
+        return TrainResult(tmp_path, 4, losses, DataReport(), mean_loss=mean).summary()[-2]
+
+    assert loss_line([(2, 6.25161), (4, 6.24489)], 6.24833) == "loss: 6.2516 at step 2 -> 6.2449 at step 4; run mean 6.2483"
+    assert loss_line([(10, 5.79723)], 5.614) == "loss: 5.7972 at step 10; run mean 5.6140"
+    assert loss_line([], 6.2605) == "loss: run mean 6.2605"
+    assert TrainResult(tmp_path, 0, [], DataReport()).summary()[-1] == f"saved to {tmp_path}"
