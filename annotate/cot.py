@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cosmos_llava.errors import CosmosLlavaError, ImageError
 
-from .client import ChatClient, image_part
-from .runner import Job, Rejected, read_records, stable_seed
+from cosmos_llava.openai_client import ChatClient, image_part
+from cosmos_llava.jobs import Job, Rejected, read_records, stable_seed
 from cosmos_llava.text import COT_STAGES, TraceError, answers_match, format_cot, language_of, parse_cot
 
 # LLaVA-CoT's generation prompt (Xu et al. 2024), with the answer language set to Turkish.

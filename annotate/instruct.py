@@ -21,8 +21,8 @@ import re
 
 from cosmos_llava.errors import CosmosLlavaError
 
-from .client import ChatClient
-from .runner import Job, Rejected, read_records, stable_seed
+from cosmos_llava.openai_client import ChatClient
+from cosmos_llava.jobs import Job, Rejected, read_records, stable_seed
 from cosmos_llava.text import FormatError, language_of, looks_turkish, parse_qa_pairs
 from .translate import translate_texts
 

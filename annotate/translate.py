@@ -13,8 +13,8 @@ import argparse
 import json
 import re
 
-from .client import ChatClient
-from .runner import Job, Rejected, read_records, stable_seed
+from cosmos_llava.openai_client import ChatClient
+from cosmos_llava.jobs import Job, Rejected, read_records, stable_seed
 from cosmos_llava.text import FormatError, check_translation, language_of, looks_turkish, protect, restore
 
 SYSTEM_PROMPT = """You are a professional English-to-Turkish translator of visual instruction-tuning data \

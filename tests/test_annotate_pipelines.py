@@ -19,8 +19,8 @@ import tiny
 from conftest import REPO
 from loopback import ScriptedEndpoint, ServeProcess
 
-from annotate.client import ChatClient, Endpoint, EndpointError, FatalEndpointError, Usage
-from annotate.runner import Job, Rejected, finished_ids, run_jobs
+from cosmos_llava.openai_client import ChatClient, Endpoint, EndpointError, FatalEndpointError, Usage
+from cosmos_llava.jobs import Job, Rejected, finished_ids, run_jobs
 
 
 def run_annotate(*args, timeout=300, env=None):

@@ -3,7 +3,6 @@ real browser."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest

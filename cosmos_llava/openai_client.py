@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from cosmos_llava.errors import CosmosLlavaError
-from cosmos_llava.registry import http_error
+from .errors import CosmosLlavaError
+from .registry import http_error
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 FATAL_STATUS = {401, 403, 404}  # wrong key or model: every request would fail the same way
@@ -152,7 +152,7 @@ class ChatClient:
 
 def image_part(path: str | Path, max_side: int | None = None) -> dict:
     """An `image_url` content part holding the image as a base64 data URL (PNG/JPEG kept as they are)."""
-    from cosmos_llava.images import load_image, to_data_url
+    from .images import load_image, to_data_url
 
     path = Path(path)
     raw = path.read_bytes()
