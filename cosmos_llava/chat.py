@@ -3,6 +3,10 @@
 Commands at the prompt: `/image PATH [PATH ...]` attaches images to the next message, `/reset` starts
 over, `/system TEXT` sets the system prompt (and starts over), `/quit` (or Ctrl-D) exits. Ctrl-C while
 a reply streams stops that reply; the conversation goes on.
+
+With `--reasoning` the model answers in LLaVA-CoT's four stages (`cot` streams the trace as written;
+`stage-beam` / `best-of-n` print each stage once the judge has settled it). Only the conclusion is kept
+in the conversation, so later turns stay short.
 """
 
 from __future__ import annotations
@@ -15,14 +19,21 @@ from .errors import CosmosLlavaError
 from .generation import GenerationSettings, stream_reply
 from .images import load_image
 from .loading import LoadedModel
+from .reasoning import ReasoningSettings, conclusion_of, reason, reasoning_conversation
 
 HELP = "commands: /image PATH [PATH ...], /reset, /system TEXT, /quit"
 
 
-def answer_once(loaded: LoadedModel, message: Turn, settings: GenerationSettings, out=sys.stdout) -> int:
-    """Answer one already-checked user turn (built with `Conversation.add_user`)."""
+def answer_once(loaded: LoadedModel, message: Turn, settings: GenerationSettings, out=sys.stdout,
+                reasoning: ReasoningSettings | None = None, judge=None, err=sys.stderr) -> int:
+    """Answer one already-checked user turn (built with `Conversation.add_user`). With reasoning, the
+    trace goes to `err` and only the conclusion to `out`."""
     conversation = loaded.new_conversation()
     conversation.turns.append(message)
+    if reasoning is not None:
+        answer = _reasoned_reply(loaded, conversation, settings, reasoning, judge, trace=err, stats=err)
+        out.write(answer + "\n")
+        return 0
     reply = stream_reply(loaded, conversation, settings)
     for chunk in reply:
         out.write(chunk)
@@ -31,8 +42,39 @@ def answer_once(loaded: LoadedModel, message: Turn, settings: GenerationSettings
     return 0
 
 
+def _reasoned_reply(loaded: LoadedModel, conversation: Conversation, settings: GenerationSettings,
+                    reasoning: ReasoningSettings, judge, trace, stats) -> str:
+    """Write the trace to `trace` as it comes and the cost to `stats`; return the conclusion."""
+    if reasoning.mode == "cot":
+        cot_settings = GenerationSettings(settings.temperature, settings.top_p, reasoning.max_new_tokens,
+                                          settings.repetition_penalty, settings.seed)
+        reply = stream_reply(loaded, reasoning_conversation(conversation), cot_settings, assistant_prefix="<SUMMARY>")
+        trace.write("<SUMMARY>")
+        try:
+            for chunk in reply:
+                trace.write(chunk)
+                trace.flush()
+        except KeyboardInterrupt:
+            reply.cancel()
+            trace.write(" [stopped]")
+        trace.write("\n")
+        answer, well_formed = conclusion_of("<SUMMARY>" + reply.text)
+        stats.write(f"(cot: {reply.completion_tokens} tokens{'' if well_formed else '; the trace is not well formed'})\n")
+        return answer
+
+    def show(stage: str, text: str) -> None:
+        trace.write(f"<{stage}>{text}</{stage}>\n")
+        trace.flush()
+
+    result = reason(loaded, conversation, reasoning, judge, on_stage=show)
+    stats.write(f"({result.mode}: {result.generated_tokens} tokens generated, {result.judge_tokens} judge tokens, "
+                f"{result.comparisons} comparisons, {result.unreadable_verdicts} unreadable verdicts)\n")
+    return result.answer
+
+
 def interactive(loaded: LoadedModel, images: list[str], settings: GenerationSettings,
-                stdin=sys.stdin, out=sys.stdout, err=sys.stderr) -> int:
+                stdin=sys.stdin, out=sys.stdout, err=sys.stderr, reasoning: ReasoningSettings | None = None,
+                judge=None) -> int:
     conversation = loaded.new_conversation()
     pending = [load_image(path) for path in images]
     err.write(f"{loaded.name} ({loaded.template.name or loaded.template.source} template). {HELP}\n")
@@ -59,6 +101,15 @@ def interactive(loaded: LoadedModel, images: list[str], settings: GenerationSett
             err.write(f"error: {exc}\n")
             continue
         pending = []
+        if reasoning is not None:
+            try:
+                answer = _reasoned_reply(loaded, conversation, settings, reasoning, judge, trace=out, stats=err)
+            except CosmosLlavaError as exc:
+                conversation.turns.pop()
+                err.write(f"error: {exc}\n")
+                continue
+            conversation.add_assistant(answer)
+            continue
         reply = stream_reply(loaded, conversation, settings)
         try:
             for chunk in reply:

@@ -1,4 +1,4 @@
-"""`python -m cosmos_llava <command>`: compose, convert, chat, serve, leaderboard.
+"""`python -m cosmos_llava <command>`: compose, convert, chat, serve, eval, leaderboard, export-battles.
 
 Errors a user can fix print as one line (`error: ...`) and exit 1; argparse usage errors exit 2.
 `--debug` (or COSMOS_LLAVA_DEBUG=1) shows full tracebacks instead.
@@ -25,8 +25,10 @@ def _quiet_libraries() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .compose import PROJECTOR_TYPES
+    from .evaluation.run import add_eval_parser
     from .loading import add_model_arguments
     from .rating import add_leaderboard_parser
+    from .reasoning import add_reasoning_arguments
     from .templates import NAMED_TEMPLATES
 
     parser = argparse.ArgumentParser(prog="python -m cosmos_llava", description="Turkish visual instruction models")
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
+    add_reasoning_arguments(p)
 
     p = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
     add_model_arguments(p)
@@ -78,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-remote-images", action="store_true", help="also fetch http(s) image URLs")
 
     add_leaderboard_parser(sub)
+    add_eval_parser(sub)
 
     p = sub.add_parser("export-battles", help="write the arena's voted battles as JSON lines (leaderboard --battles)")
     p.add_argument("--db", required=True, help="the arena SQLite file (app.py --db)")
@@ -109,13 +113,20 @@ def run(args: argparse.Namespace) -> int:
         settings = GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.repetition_penalty,
                                       args.seed)
         settings.validate()
+        from .reasoning import judge_from_args, reasoning_from_args
+
+        reasoning = reasoning_from_args(args, seed=args.seed)
         if args.prompt is not None:
             # The message and its images are checked (and decoded, once) before the slow model load.
             from .conversation import Conversation
 
             message = Conversation().add_user(args.prompt, args.image)
-            return answer_once(load_from_args(args), message, settings)
-        return interactive(load_from_args(args), args.image, settings)
+            loaded = load_from_args(args)
+            return answer_once(loaded, message, settings, reasoning=reasoning,
+                               judge=judge_from_args(args, loaded) if reasoning else None)
+        loaded = load_from_args(args)
+        return interactive(loaded, args.image, settings, reasoning=reasoning,
+                           judge=judge_from_args(args, loaded) if reasoning else None)
     if args.command == "serve":
         from .loading import load_from_args
         from .server import serve
@@ -137,6 +148,11 @@ def run(args: argparse.Namespace) -> int:
             raise CosmosLlavaError(f"--db {args.db}: no such file")
         count = ArenaStore(args.db).export_battles(args.out, mode=args.mode)
         print(f"{count} {args.mode} battles written to {args.out}", file=sys.stderr)
+        return 0
+    if args.command == "eval":
+        from .evaluation.run import plan_from_args, run_eval
+
+        run_eval(plan_from_args(args))
         return 0
     if args.command == "leaderboard":
         from .rating import run_leaderboard

@@ -118,7 +118,9 @@ def finished_ids(path: Path) -> set[str]:
     return ids
 
 
-class _Appender:
+class Appender:
+    """Append-only JSONL: each record flushed and fsynced as written, so a kill loses at most one line."""
+
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -156,7 +158,7 @@ def run_jobs(jobs: list[Job], worker: Worker, client: ChatClient, out: Path, con
     report = RunReport(total=len(scope), already_done=len(scope) - len(todo), out=out, rejected_path=rejected_path)
     if retry_rejected and rejected_path.exists():
         _drop_ids(rejected_path, {job.id for job in todo})
-    outputs, rejections = _Appender(out), _Appender(rejected_path)
+    outputs, rejections = Appender(out), Appender(rejected_path)
     bar = _progress(len(todo), progress)
 
     def finish(job: Job, future: Future) -> None:

@@ -1,7 +1,9 @@
 """The Gradio app's tabs, on the model registry (`registry.py`) and the core conversation model.
 
 Chat tab: a multi-turn conversation in which images can be attached at any turn; replies stream;
-stop, regenerate, clear; a model picker and generation settings. Each browser session has its own
+stop, regenerate, clear; a model picker and generation settings, reasoning (LLaVA-CoT, `reasoning.py`)
+among them: a reasoned reply shows each stage as a collapsible "thought" before its conclusion, and
+only the conclusion goes into the conversation the model sees later. Each browser session has its own
 `ChatSession`; the models themselves are shared (loaded once, leased per reply). Every problem a
 user can cause or meet (a bad file, a message too long, a model failure, out of GPU memory) is shown
 as a message in the UI; the app keeps serving everyone else.
@@ -10,12 +12,16 @@ as a message in the UI; the app keeps serving everyone else.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 
 from .conversation import Conversation
 from .errors import CosmosLlavaError, first_line
-from .generation import GenerationSettings
-from .registry import Registry
+from .generation import GenerationSettings, stream_reply
+from .reasoning import (REASONING_MODES, STAGE_NAMES_TR, ReasoningSettings, SelfJudge, conclusion_of, read_stages,
+                        reason, reasoning_conversation)
+from .registry import LocalBackend, Registry, ReplyStats
+from .text import COT_STAGES
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,18 @@ LABELS = {
         "leaderboard": "Sıralama", "refresh": "Yenile", "no_votes": "Henüz kör oy yok: Arena sekmesinde oy verin.",
         "votes_summary": "{votes} kör oy, {models} model; Bradley-Terry puanı, %95 güven aralığı ({rounds} bootstrap turu)",
         "ratings_plot": "Puanlar ve %95 güven aralıkları", "heatmap": "Satırdaki modelin sütundakini yenme oranı",
+        "reasoning": "Akıl yürütme (LLaVA-CoT)",
+        "reasoning_modes": {"off": "Kapalı", "cot": "Dört aşamalı cevap (CoT)",
+                            "stage-beam": "Aşama aşama arama (her aşamada N aday)",
+                            "best-of-n": "N cevabın en iyisi"},
+        "candidates": "Aday sayısı (N): aşama araması ve N cevabın en iyisi için",
+        "stage_names": dict(STAGE_NAMES_TR),
+        "reasoning_needs_local": ("Bu akıl yürütme araması yerel bir model gerektirir; uç nokta modelleri "
+                                  "yalnızca dört aşamalı cevap (CoT) verebilir."),
+        "reasoning_tokens": "{tokens} token üretildi",
+        "reasoning_judge": "yargıç {judge_tokens} token, {comparisons} karşılaştırma",
+        "reasoning_unreadable": "{count} karar okunamadı",
+        "reasoning_loose": "model dört aşamalı biçime tam uymadı",
     },
     "en": {
         "title": "Cosmos-LLaVA: chat about images in Turkish",
@@ -59,6 +77,19 @@ LABELS = {
         "leaderboard": "Leaderboard", "refresh": "Refresh", "no_votes": "No blind votes yet: vote in the Arena tab.",
         "votes_summary": "{votes} blind votes, {models} models; Bradley-Terry rating, 95% interval ({rounds} bootstrap rounds)",
         "ratings_plot": "Ratings and 95% intervals", "heatmap": "How often the row model beats the column model",
+        "reasoning": "Reasoning (LLaVA-CoT)",
+        "reasoning_modes": {"off": "Off", "cot": "Four-stage answer (CoT)",
+                            "stage-beam": "Stage-by-stage search (N candidates per stage)",
+                            "best-of-n": "Best of N answers"},
+        "candidates": "Candidates (N): for stage search and best of N",
+        "stage_names": {"SUMMARY": "Summary", "CAPTION": "Image description", "REASONING": "Reasoning",
+                        "CONCLUSION": "Conclusion"},
+        "reasoning_needs_local": ("This reasoning search needs a local model; endpoint models can only give the "
+                                  "four-stage answer (CoT)."),
+        "reasoning_tokens": "{tokens} tokens generated",
+        "reasoning_judge": "judge {judge_tokens} tokens, {comparisons} comparisons",
+        "reasoning_unreadable": "{count} verdicts unreadable",
+        "reasoning_loose": "the model did not quite follow the four-stage format",
     },
 }
 
@@ -88,17 +119,26 @@ def _file_path(item) -> str:
 
 
 def chat_reply(registry: Registry, session: ChatSession, history: list[dict], model: str, text: str,
-               files: list, settings: GenerationSettings, labels: dict, regenerate: bool = False):
+               files: list, settings: GenerationSettings, labels: dict, regenerate: bool = False,
+               reasoning: ReasoningSettings | None = None):
     """Add the user's message (unless regenerating) and stream the reply. Yields (history, notice,
     error): the chat to show, a note for the user, and - last, on failure - what went wrong.
+
+    With `reasoning` (a mode other than "off") the reply is a LLaVA-CoT trace: the chat shows one
+    "thought" message per stage before the conclusion (`stage_messages`), the conversation keeps only
+    the conclusion, and the last step's notice gives the token counts. A bot reply is every assistant
+    message after the last user message, so regenerating replaces all of it.
 
     On failure the conversation and the chat go back to how they were before this message (a retry
     starts clean). A reply stopped by the user is kept as far as it got."""
     original = list(history)
     history = list(history)
-    session.cancel = threading.Event()
+    session.cancel = cancel = threading.Event()
+    mode = reasoning.mode if reasoning is not None else "off"
     undo = None
     try:
+        if mode in SEARCH_MODES and not registry.spec(model).is_local:
+            raise UserMessage(labels["reasoning_needs_local"])
         with registry.use(model) as backend:
             notice = None
             if session.model != model or session.conversation is None:
@@ -111,7 +151,7 @@ def chat_reply(registry: Registry, session: ChatSession, history: list[dict], mo
                     raise UserMessage(labels["nothing_to_regenerate"])
                 previous = conversation.pop_assistant()
                 undo = lambda: conversation.add_assistant(previous)  # noqa: E731
-                if history and history[-1]["role"] == "assistant":
+                while history and history[-1]["role"] == "assistant":  # the whole reply, stage blocks included
                     history.pop()
             else:
                 if not (text or "").strip() and not files:
@@ -122,10 +162,22 @@ def chat_reply(registry: Registry, session: ChatSession, history: list[dict], mo
                 history += [{"role": "user", "content": {"path": p}} for p in paths]
                 if (text or "").strip():
                     history.append({"role": "user", "content": text.strip()})
+            if mode != "off":
+                start = len(history)
+                outcome = None
+                for messages, outcome in reasoning_steps(backend, conversation, settings, reasoning, cancel,
+                                                         labels["stage_names"]):
+                    history[start:] = messages
+                    yield list(history), notice, None
+                    notice = None
+                answer, figures = outcome
+                conversation.add_assistant(answer)
+                yield list(history), reasoning_notice(figures, labels), None
+                return
             history.append({"role": "assistant", "content": ""})
             yield history, notice, None
             reply = ""
-            for chunk in backend.stream(conversation, settings, session.cancel):
+            for chunk in backend.stream(conversation, settings, cancel):
                 reply += chunk
                 history[-1] = {"role": "assistant", "content": reply}
                 yield history, None, None
@@ -136,6 +188,177 @@ def chat_reply(registry: Registry, session: ChatSession, history: list[dict], mo
         if undo is not None:  # the reply never completed: the conversation ends where it did before
             undo()
         yield original, None, describe(exc, labels)
+
+
+# ----------------------------------------------------------------------------------------- reasoning
+
+SEARCH_MODES = ("stage-beam", "best-of-n")
+MAX_CANDIDATES = 8
+
+
+def reasoning_from(mode: str | None, candidates: float, settings: GenerationSettings) -> ReasoningSettings | None:
+    """The chat's reasoning settings: the mode and N from the UI, sampling and budget from `settings`
+    (the whole trace gets max_new_tokens; a stage-beam stage at most 256 of them). None for "off"."""
+    mode = mode or "off"
+    if mode not in REASONING_MODES:
+        raise CosmosLlavaError(f"reasoning mode must be one of {', '.join(REASONING_MODES)}, got '{mode}'")
+    if mode == "off":
+        return None
+    n = int(candidates)
+    if not 1 <= n <= MAX_CANDIDATES:
+        raise CosmosLlavaError(f"the number of candidates must be between 1 and {MAX_CANDIDATES}, got {n}")
+    result = ReasoningSettings(mode=mode, n=n, temperature=settings.temperature, top_p=settings.top_p,
+                               stage_max_tokens=min(ReasoningSettings.stage_max_tokens, settings.max_new_tokens),
+                               max_new_tokens=settings.max_new_tokens, seed=settings.seed)
+    result.validate()
+    return result
+
+
+def stage_messages(stages: dict[str, str], names: dict[str, str], writing: str | None = None,
+                   answer: str | None = None) -> list[dict]:
+    """A reasoned reply as chat messages: a "thought" per stage before the conclusion (Gradio shows it
+    as a collapsible block titled with the stage's name), then the conclusion as an ordinary message.
+
+    While the reply is under way (`answer` None), `writing` is the stage in progress: its block is
+    "pending" (shown empty while a search has not settled it yet), the others "done", and the
+    conclusion shows as far as it got. Once finished, `answer` is what the conversation keeps; a
+    trace without a CONCLUSION answers with its last stage's text (`conclusion_of`), which is then
+    shown as the answer only, not twice."""
+    thoughts = [stage for stage in COT_STAGES[:-1] if stage in stages]
+    if answer is not None and "CONCLUSION" not in stages and thoughts \
+            and stages[thoughts[-1]].strip() == answer.strip():
+        thoughts.pop()
+    if answer is None and writing in COT_STAGES[:-1] and writing not in stages:
+        stages, thoughts = {**stages, writing: ""}, [*thoughts, writing]
+    messages = [{"role": "assistant", "content": stages[stage],
+                 "metadata": {"title": names[stage], "status": "pending" if answer is None and stage == writing
+                              else "done"}} for stage in thoughts]
+    conclusion = answer if answer is not None else stages.get("CONCLUSION")
+    if conclusion is not None or not messages:
+        messages.append({"role": "assistant", "content": conclusion or ""})
+    return messages
+
+
+def reasoning_steps(backend, conversation: Conversation, settings: GenerationSettings, reasoning: ReasoningSettings,
+                    cancel: threading.Event, names: dict[str, str]):
+    """The reply to the conversation's last user message in a reasoning mode, step by step: yields
+    (messages, outcome), the reply as chat messages (`stage_messages`) and, with the last step only,
+    (answer, figures for the notice). The conversation itself is not changed."""
+    if reasoning.mode in SEARCH_MODES:
+        if not isinstance(backend, LocalBackend):
+            raise CosmosLlavaError(f"reasoning mode '{reasoning.mode}' needs a local model")
+        yield from _search_steps(backend.loaded, conversation, reasoning, cancel, names)
+        return
+    # cot: one streamed trace, re-read as it grows so that the stages appear live
+    question = reasoning_conversation(conversation)
+    stats = ReplyStats(completion_tokens=-1)
+    if isinstance(backend, LocalBackend):
+        text = "<SUMMARY>"  # the reply is opened with the first tag (an endpoint cannot be made to)
+        reply = stream_reply(backend.loaded, question, settings, cancel, assistant_prefix=text)
+    else:
+        text, reply = "", backend.stream(question, settings, cancel, stats)
+
+    def writing(stages: dict[str, str]) -> str | None:
+        current = next((stage for stage in reversed(COT_STAGES) if stage in stages), None)
+        return current if current is not None and f"</{current}>" not in text else None
+
+    stages = read_stages(text)
+    yield stage_messages(stages, names, writing(stages)), None
+    for chunk in reply:
+        text += chunk
+        stages = read_stages(text)
+        yield stage_messages(stages, names, writing(stages)), None
+    answer, well_formed = conclusion_of(text)
+    tokens = reply.completion_tokens if isinstance(backend, LocalBackend) else stats.completion_tokens
+    figures = {"tokens": tokens if tokens >= 0 else None, "well_formed": well_formed}
+    yield stage_messages(stages, names, answer=answer), (answer, figures)
+
+
+class _Stopped(Exception):
+    """The user pressed Stop during a reasoning search."""
+
+
+class _StoppableJudge:
+    """The judge, refusing to start another comparison once the user has pressed Stop."""
+
+    def __init__(self, judge, cancel: threading.Event):
+        self.judge, self.cancel = judge, cancel
+
+    def compare(self, *args):
+        if self.cancel.is_set():
+            raise _Stopped
+        return self.judge.compare(*args)
+
+
+def _search_steps(loaded, conversation: Conversation, reasoning: ReasoningSettings, cancel: threading.Event,
+                  names: dict[str, str]):
+    """stage-beam / best-of-n: `reason` runs on a worker thread and reports each stage as it settles.
+    Stop takes effect between stages and between the judge's comparisons (a batch being generated
+    runs to its end); what had settled is kept, the last stage standing as the answer."""
+    events: queue.Queue = queue.Queue()
+
+    def on_stage(stage: str, text: str) -> None:
+        events.put(("stage", stage, text))
+        # stage-beam: before searching the next stage (best-of-n reports stages only once all is done)
+        if reasoning.mode == "stage-beam" and stage != COT_STAGES[-1] and cancel.is_set():
+            raise _Stopped
+
+    def work() -> None:
+        try:
+            events.put(("done", reason(loaded, conversation, reasoning, _StoppableJudge(SelfJudge(loaded), cancel),
+                                       on_stage), None))
+        except _Stopped:
+            events.put(("stopped", None, None))
+        except BaseException as exc:  # noqa: BLE001 - raised again on the listening side
+            events.put(("error", exc, None))
+
+    stages: dict[str, str] = {}
+    upcoming = COT_STAGES[0] if reasoning.mode == "stage-beam" else None
+    yield stage_messages(stages, names, upcoming), None
+    worker = threading.Thread(target=work, name="cosmos-llava-reasoning", daemon=True)
+    worker.start()
+    finished = False
+    try:
+        while True:
+            kind, value, text = events.get()
+            if kind == "stage":
+                stages[value] = text
+                if reasoning.mode == "stage-beam":
+                    upcoming = next((stage for stage in COT_STAGES if stage not in stages), None)
+                    yield stage_messages(stages, names, upcoming), None
+                continue
+            finished = True
+            break
+    finally:
+        if not finished:  # nobody listens any more (the page went away): stop at the next chance
+            cancel.set()
+    if kind == "error":
+        raise value
+    if kind == "stopped":
+        settled = [stage for stage in COT_STAGES if stage in stages]
+        answer = stages[settled[-1]].strip() if settled else ""
+        yield stage_messages(stages, names, answer=answer), (answer, {"stopped": True})
+        return
+    result = value
+    figures = {"tokens": result.generated_tokens, "judge_tokens": result.judge_tokens,
+               "comparisons": result.comparisons, "unreadable": result.unreadable_verdicts}
+    yield stage_messages(result.stages, names, answer=result.answer), (result.answer, figures)
+
+
+def reasoning_notice(figures: dict, labels: dict) -> str | None:
+    """One line on what a reasoned reply cost; None for a stopped search (its figures are lost)."""
+    if figures.get("stopped"):
+        return None
+    parts = []
+    if figures.get("tokens") is not None:
+        parts.append(labels["reasoning_tokens"].format(tokens=figures["tokens"]))
+    if "comparisons" in figures:
+        parts.append(labels["reasoning_judge"].format(**figures))
+        if figures["unreadable"]:
+            parts.append(labels["reasoning_unreadable"].format(count=figures["unreadable"]))
+    if figures.get("well_formed") is False:
+        parts.append(labels["reasoning_loose"])
+    return f"{labels['reasoning']}: " + "; ".join(parts) if parts else None
 
 
 def settings_from(temperature: float, top_p: float, max_new_tokens: int) -> GenerationSettings:
@@ -173,18 +396,23 @@ def chat_tab(registry: Registry, labels: dict):
             temperature = gr.Slider(0.0, 2.0, value=0.2, step=0.05, label=labels["temperature"])
             top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=labels["top_p"])
             max_new_tokens = gr.Slider(16, 2048, value=512, step=16, label=labels["max_new_tokens"])
+            reasoning = gr.Dropdown([(labels["reasoning_modes"][mode], mode) for mode in REASONING_MODES], value="off",
+                                    label=labels["reasoning"], elem_id="chat-reasoning")
+            candidates = gr.Slider(1, MAX_CANDIDATES, value=4, step=1, label=labels["candidates"],
+                                   interactive=False, elem_id="chat-candidates")
 
-    def respond(message, history, state, model_name, temp, p, max_new, regenerate=False):
+    def respond(message, history, state, model_name, temp, p, max_new, mode="off", n=4, regenerate=False):
         message = message or {}
         text, files = message.get("text", ""), message.get("files", [])
         try:
             settings = settings_from(temp, p, max_new)
+            reasoning_settings = reasoning_from(mode, n, settings)
         except CosmosLlavaError as exc:
             gr.Warning(first_line(exc))
             yield history, state, message
             return
         for shown, notice, error in chat_reply(registry, state, history or [], model_name, text, files, settings,
-                                               labels, regenerate=regenerate):
+                                               labels, regenerate=regenerate, reasoning=reasoning_settings):
             if notice:
                 gr.Info(notice)
             if error:
@@ -193,8 +421,8 @@ def chat_tab(registry: Registry, labels: dict):
                 return
             yield shown, state, None
 
-    def regenerate_reply(history, state, model_name, temp, p, max_new):
-        yield from respond(None, history, state, model_name, temp, p, max_new, regenerate=True)
+    def regenerate_reply(history, state, model_name, temp, p, max_new, mode="off", n=4):
+        yield from respond(None, history, state, model_name, temp, p, max_new, mode, n, regenerate=True)
 
     def stop(state):
         state.cancel.set()
@@ -202,12 +430,16 @@ def chat_tab(registry: Registry, labels: dict):
     def clear_chat():
         return [], ChatSession(), None
 
-    inputs = [chatbot, session, model, temperature, top_p, max_new_tokens]
+    inputs = [chatbot, session, model, temperature, top_p, max_new_tokens, reasoning, candidates]
+    # N matters only to the searches
+    reasoning.change(lambda mode: gr.update(interactive=mode in SEARCH_MODES), reasoning, candidates,
+                     api_visibility="private", queue=False)
     box.submit(respond, [box, *inputs], [chatbot, session, box], api_name="chat")
     box.stop(stop, [session], None, api_visibility="private", queue=False)
     regenerate.click(regenerate_reply, inputs, [chatbot, session, box], api_name="regenerate")
     clear.click(clear_chat, None, [chatbot, session, box], api_name="clear", queue=False)
-    return {"model": model, "chatbot": chatbot, "box": box, "session": session}
+    return {"model": model, "chatbot": chatbot, "box": box, "session": session, "reasoning": reasoning,
+            "candidates": candidates}
 
 
 NO_MODELS = {
