@@ -144,7 +144,8 @@ Worker = Callable[[Job, ChatClient], dict]
 
 
 def run_jobs(jobs: list[Job], worker: Worker, client: ChatClient, out: Path, concurrency: int = 4,
-             limit: int | None = None, retry_rejected: bool = False, progress: bool = True) -> RunReport:
+             limit: int | None = None, retry_rejected: bool = False, progress: bool = True,
+             desc: str = "records") -> RunReport:
     """Run `worker` over the jobs not done yet; each returns its output row or raises Rejected."""
     if concurrency < 1:
         raise CosmosLlavaError("--concurrency must be at least 1")
@@ -159,7 +160,7 @@ def run_jobs(jobs: list[Job], worker: Worker, client: ChatClient, out: Path, con
     if retry_rejected and rejected_path.exists():
         _drop_ids(rejected_path, {job.id for job in todo})
     outputs, rejections = Appender(out), Appender(rejected_path)
-    bar = _progress(len(todo), progress)
+    bar = _progress(len(todo), progress, desc)
 
     def finish(job: Job, future: Future) -> None:
         try:
@@ -223,8 +224,8 @@ def _drop_ids(path: Path, ids: set[str]) -> None:
     os.replace(temp, path)
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="rec", disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-                desc="records")
+                desc=desc)

@@ -84,9 +84,10 @@ class ReasoningSettings:
 
 @dataclass
 class ReasoningResult:
-    stages: dict[str, str]
+    stages: dict[str, str]  # the stages the trace has (a sloppy cot trace may lack some)
     mode: str
     well_formed: bool  # the trace had all four stages, in order, closed (cot); always true when searched
+    answer: str = ""  # the CONCLUSION; without one, what `conclusion_of` read from the trace
     generated_tokens: int = 0  # by the answering model, every candidate counted
     judge_tokens: int = 0  # prompt + completion tokens the judge spent
     comparisons: int = 0
@@ -94,15 +95,11 @@ class ReasoningResult:
     candidates: dict[str, list[str]] = field(default_factory=dict)  # what each search step chose from
 
     @property
-    def answer(self) -> str:
-        return self.stages.get("CONCLUSION", "").strip()
-
-    @property
     def text(self) -> str:
         return trace_text(self.stages)
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "stages": self.stages, "well_formed": self.well_formed,
+        return {"mode": self.mode, "answer": self.answer, "stages": self.stages, "well_formed": self.well_formed,
                 "generated_tokens": self.generated_tokens, "judge_tokens": self.judge_tokens,
                 "comparisons": self.comparisons, "unreadable_verdicts": self.unreadable_verdicts,
                 "candidates": self.candidates}
@@ -243,8 +240,7 @@ def reason(loaded: LoadedModel, conversation: Conversation, settings: ReasoningS
             result.candidates["trace"] = texts
         best = _knockout(texts, question, "CONCLUSION", judge, result)
         result.stages = read_stages(best)
-        answer, result.well_formed = conclusion_of(best)
-        result.stages["CONCLUSION"] = answer
+        result.answer, result.well_formed = conclusion_of(best)
         for stage in COT_STAGES:
             if on_stage is not None and stage in result.stages:
                 on_stage(stage, result.stages[stage])
@@ -267,6 +263,7 @@ def _stage_beam(loaded, conversation, question, settings, judge, on_stage) -> Re
         result.stages[stage] = _knockout(nonempty, question, stage, judge, result)
         if on_stage is not None:
             on_stage(stage, result.stages[stage])
+    result.answer = result.stages["CONCLUSION"]
     return result
 
 

@@ -165,11 +165,15 @@ def chat_reply(registry: Registry, session: ChatSession, history: list[dict], mo
             if mode != "off":
                 start = len(history)
                 outcome = None
-                for messages, outcome in reasoning_steps(backend, conversation, settings, reasoning, cancel,
-                                                         labels["stage_names"]):
-                    history[start:] = messages
-                    yield list(history), notice, None
-                    notice = None
+                steps = reasoning_steps(backend, conversation, settings, reasoning, cancel, labels["stage_names"])
+                try:
+                    for messages, outcome in steps:
+                        history[start:] = messages
+                        if outcome is None:  # the last step comes below, with its notice
+                            yield list(history), notice, None
+                            notice = None
+                finally:
+                    steps.close()  # a page gone away: the work stops while the model is still leased
                 answer, figures = outcome
                 conversation.add_assistant(answer)
                 yield list(history), reasoning_notice(figures, labels), None
@@ -223,9 +227,9 @@ def stage_messages(stages: dict[str, str], names: dict[str, str], writing: str |
     "pending" (shown empty while a search has not settled it yet), the others "done", and the
     conclusion shows as far as it got. Once finished, `answer` is what the conversation keeps; a
     trace without a CONCLUSION answers with its last stage's text (`conclusion_of`), which is then
-    shown as the answer only, not twice."""
+    shown once, as the answer."""
     thoughts = [stage for stage in COT_STAGES[:-1] if stage in stages]
-    if answer is not None and "CONCLUSION" not in stages and thoughts \
+    if answer is not None and "CONCLUSION" not in stages and answer.strip() and thoughts \
             and stages[thoughts[-1]].strip() == answer.strip():
         thoughts.pop()
     if answer is None and writing in COT_STAGES[:-1] and writing not in stages:
@@ -323,8 +327,8 @@ def _search_steps(loaded, conversation: Conversation, reasoning: ReasoningSettin
             kind, value, text = events.get()
             if kind == "stage":
                 stages[value] = text
-                if reasoning.mode == "stage-beam":
-                    upcoming = next((stage for stage in COT_STAGES if stage not in stages), None)
+                upcoming = next((stage for stage in COT_STAGES if stage not in stages), None)
+                if reasoning.mode == "stage-beam" and upcoming is not None:  # (the whole result comes next)
                     yield stage_messages(stages, names, upcoming), None
                 continue
             finished = True
@@ -332,6 +336,7 @@ def _search_steps(loaded, conversation: Conversation, reasoning: ReasoningSettin
     finally:
         if not finished:  # nobody listens any more (the page went away): stop at the next chance
             cancel.set()
+            worker.join()  # the model stays leased until its work has stopped
     if kind == "error":
         raise value
     if kind == "stopped":
@@ -342,7 +347,10 @@ def _search_steps(loaded, conversation: Conversation, reasoning: ReasoningSettin
     result = value
     figures = {"tokens": result.generated_tokens, "judge_tokens": result.judge_tokens,
                "comparisons": result.comparisons, "unreadable": result.unreadable_verdicts}
-    yield stage_messages(result.stages, names, answer=result.answer), (result.answer, figures)
+    stages = dict(result.stages)
+    if not result.well_formed:  # best-of-n: the answer may be a stage's text rather than a conclusion
+        stages.pop("CONCLUSION", None)
+    yield stage_messages(stages, names, answer=result.answer), (result.answer, figures)
 
 
 def reasoning_notice(figures: dict, labels: dict) -> str | None:
@@ -392,7 +400,7 @@ def chat_tab(registry: Registry, labels: dict):
         with gr.Row():
             regenerate = gr.Button(labels["regenerate"], elem_id="chat-regenerate")
             clear = gr.Button(labels["clear"], elem_id="chat-clear")
-        with gr.Accordion(labels["settings"], open=False):
+        with gr.Accordion(labels["settings"], open=False, elem_id="chat-settings"):
             temperature = gr.Slider(0.0, 2.0, value=0.2, step=0.05, label=labels["temperature"])
             top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=labels["top_p"])
             max_new_tokens = gr.Slider(16, 2048, value=512, step=16, label=labels["max_new_tokens"])

@@ -303,6 +303,15 @@ def test_chat_and_arena_through_the_api(registry, images, tmp_path):
         history, box = client.predict({"text": "Bu ne renk?", "files": [handle_file(images[0])]}, [], "Tiny LLaMA",
                                       0.0, 0.9, 16, api_name="/chat")
         assert [m["role"] for m in history] == ["user", "user", "assistant"] and history[-1]["content"]
+        assert not history[-1].get("metadata")
+        # inputs: message, history, model, temperature, top_p, max_new_tokens, reasoning, candidates; the
+        # last two default to reasoning off (as above, a caller from before they existed), given here
+        client.predict(api_name="/clear")
+        history, box = client.predict({"text": "Merhaba", "files": []}, [], "Tiny LLaMA", 0.0, 0.9, 16, "off", 4,
+                                      api_name="/chat")
+        assert [m["role"] for m in history] == ["user", "assistant"] and not history[-1].get("metadata")
+        again, box = client.predict(history, "Tiny LLaMA", 0.0, 0.9, 16, "off", 4, api_name="/regenerate")
+        assert again == history  # greedy: the same single reply
         left, right, box, *buttons = client.predict({"text": "Merhaba", "files": []}, [], [], 0.0, 16,
                                                     api_name="/arena_send")
         assert left[-1]["role"] == right[-1]["role"] == "assistant"

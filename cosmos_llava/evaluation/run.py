@@ -250,7 +250,7 @@ def answer_endpoint(spec, items: list[Item], out: Path, settings: AnswerSettings
 
     try:
         report = run_jobs([Job(item.id, None) for item in items], work, client, out, settings.concurrency,
-                          progress=settings.progress)
+                          progress=settings.progress, desc=f"answers {spec.name}")
     finally:
         client.close()
     if report.failed:
@@ -344,7 +344,8 @@ def judge_answers(metric: str, answers: list[dict], items: dict[str, Item], out:
 
     jobs = [Job(row["id"], row) for row in answers if row.get("answer") is not None]
     try:
-        report = run_jobs(jobs, work, client, out, settings.concurrency, progress=settings.progress)
+        report = run_jobs(jobs, work, client, out, settings.concurrency, progress=settings.progress,
+                          desc=f"{metric} {out.stem.rsplit('.', 1)[0]}")
     finally:
         client.close()
     return report, client.usage
@@ -516,7 +517,8 @@ def add_eval_parser(sub) -> None:
     g.add_argument("--judge-concurrency", type=int, default=4)
     g.add_argument("--judge-retries", type=int, default=2, help="extra requests when a reply has no readable score")
     g.add_argument("--judge-image", action="store_true", help="also show the judge the image (a vision judge)")
-    g.add_argument("--judge-timeout", type=float, default=120.0)
+    g.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
+    g.add_argument("--judge-max-tokens", type=int, default=512, help="longest judge reply")
 
 
 def plan_from_args(args) -> EvalPlan:
@@ -542,7 +544,8 @@ def plan_from_args(args) -> EvalPlan:
             raise CosmosLlavaError("--judge-retries must be 0 or more and --judge-concurrency at least 1")
         judge = JudgeSettings(args.judge_endpoint, args.judge_model, os.environ.get(args.judge_api_key_env) or None,
                               args.judge_concurrency, args.judge_retries, args.judge_image,
-                              timeout_s=args.judge_timeout, progress=not args.no_progress)
+                              max_tokens=args.judge_max_tokens, timeout_s=args.judge_timeout,
+                              progress=not args.no_progress)
     for flag in ("batch_size", "max_new_tokens", "concurrency"):
         if getattr(args, flag) < 1:
             raise CosmosLlavaError(f"--{flag.replace('_', '-')} must be at least 1")
