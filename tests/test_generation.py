@@ -135,3 +135,27 @@ def test_sampling_with_a_seed_is_reproducible(loaded_llama3):
         return "".join(reply)
 
     assert run() == run()
+
+
+def test_batched_generation_matches_one_at_a_time(loaded_llama3):
+    """Left-padded batches (with and without images, different lengths) give the same greedy replies."""
+    from cosmos_llava.generation import generate_batch, generate_reply
+
+    settings = GenerationSettings(temperature=0, max_new_tokens=12)
+    conversations = []
+    for text, images in [("Ne görüyorsun?", [tiny.solid_image()]), ("Merhaba, bugün hava nasıl olacak?", []),
+                         ("İki görsel:", [tiny.solid_image((0, 0, 200)), tiny.solid_image()])]:
+        conv = loaded_llama3.new_conversation()
+        conv.add_user(text, images)
+        conversations.append(conv)
+    alone = [generate_reply(loaded_llama3, conv, settings, add_to_conversation=False) for conv in conversations]
+    batch = generate_batch(loaded_llama3, [prepare_prompt(loaded_llama3, c, 12) for c in conversations], settings)
+    assert [samples[0].text.strip() for samples in batch] == alone
+    assert all(samples[0].completion_tokens <= 12 for samples in batch)
+
+    sampled = generate_batch(loaded_llama3, [prepare_prompt(loaded_llama3, conversations[0], 12)],
+                             GenerationSettings(temperature=1.0, max_new_tokens=12, seed=0), n=3, stop=("a",))[0]
+    assert len(sampled) == 3
+    for sample in sampled:
+        assert "a" not in sample.text
+        assert (sample.finish_reason, sample.stop) in (("stop", "a"), ("length", None), ("stop", None))
