@@ -42,6 +42,18 @@ def answer_once(loaded: LoadedModel, message: Turn, settings: GenerationSettings
     return 0
 
 
+def _write_stream(reply, out) -> None:
+    """Print a reply as it streams; Ctrl-C stops the reply, not the chat."""
+    try:
+        for chunk in reply:
+            out.write(chunk)
+            out.flush()
+    except KeyboardInterrupt:
+        reply.cancel()
+        out.write(" [stopped]")
+    out.write("\n")
+
+
 def _reasoned_reply(loaded: LoadedModel, conversation: Conversation, settings: GenerationSettings,
                     reasoning: ReasoningSettings, judge, trace, stats) -> str:
     """Write the trace to `trace` as it comes and the cost to `stats`; return the conclusion."""
@@ -50,14 +62,7 @@ def _reasoned_reply(loaded: LoadedModel, conversation: Conversation, settings: G
                                           settings.repetition_penalty, settings.seed)
         reply = stream_reply(loaded, reasoning_conversation(conversation), cot_settings, assistant_prefix="<SUMMARY>")
         trace.write("<SUMMARY>")
-        try:
-            for chunk in reply:
-                trace.write(chunk)
-                trace.flush()
-        except KeyboardInterrupt:
-            reply.cancel()
-            trace.write(" [stopped]")
-        trace.write("\n")
+        _write_stream(reply, trace)
         answer, well_formed = conclusion_of("<SUMMARY>" + reply.text)
         stats.write(f"(cot: {reply.completion_tokens} tokens{'' if well_formed else '; the trace is not well formed'})\n")
         return answer
@@ -104,25 +109,19 @@ def interactive(loaded: LoadedModel, images: list[str], settings: GenerationSett
         if reasoning is not None:
             try:
                 answer = _reasoned_reply(loaded, conversation, settings, reasoning, judge, trace=out, stats=err)
-            except CosmosLlavaError as exc:
+            except (CosmosLlavaError, KeyboardInterrupt) as exc:  # Ctrl-C during a search: drop the question
                 conversation.turns.pop()
-                err.write(f"error: {exc}\n")
+                err.write(f"error: {exc}\n" if isinstance(exc, CosmosLlavaError) else " [stopped]\n")
                 continue
             conversation.add_assistant(answer)
             continue
         reply = stream_reply(loaded, conversation, settings)
         try:
-            for chunk in reply:
-                out.write(chunk)
-                out.flush()
-        except KeyboardInterrupt:
-            reply.cancel()
-            out.write(" [stopped]")
+            _write_stream(reply, out)
         except CosmosLlavaError as exc:
             conversation.turns.pop()  # the message got no reply; let the user try again
             err.write(f"error: {exc}\n")
             continue
-        out.write("\n")
         if reply.dropped_turns:
             err.write(f"(the oldest {reply.dropped_turns // 2} exchange(s) no longer fit the context window and were left out)\n")
         conversation.add_assistant(reply.text)

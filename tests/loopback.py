@@ -64,10 +64,12 @@ class ServeProcess:
 
 class ScriptedEndpoint:
     """An OpenAI-compatible /v1/chat/completions whose answers come from `script(body, n) -> (status,
-    payload, headers)`, n counting requests from 0. A payload that is a str becomes a completion."""
+    payload, headers)`, n counting requests from 0. A payload that is a str becomes a completion
+    (streamed as server-sent events when the request asks for a stream)."""
 
-    def __init__(self, script, delay_s: float = 0.0):
+    def __init__(self, script, delay_s: float = 0.0, stream_pieces: int = 9, completion_tokens: int = 5):
         self.script, self.delay_s = script, delay_s
+        self.stream_pieces, self.completion_tokens = stream_pieces, completion_tokens
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         endpoint = self
@@ -80,8 +82,11 @@ class ScriptedEndpoint:
                     endpoint.requests.append(body)
                 time.sleep(endpoint.delay_s)
                 status, payload, headers = endpoint.script(body, n)
+                if isinstance(payload, str) and status == 200 and body.get("stream"):
+                    self.stream(completion(payload, completion_tokens=endpoint.completion_tokens))
+                    return
                 if isinstance(payload, str):
-                    payload = completion(payload)
+                    payload = completion(payload, completion_tokens=endpoint.completion_tokens)
                 data = json.dumps(payload, ensure_ascii=False).encode()
                 self.send_response(status)
                 for key, value in (headers or {}).items():
@@ -90,6 +95,21 @@ class ScriptedEndpoint:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def stream(self, reply: dict) -> None:
+                """A streamed request gets the reply in `stream_pieces` server-sent events, then usage."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                text = reply["choices"][0]["message"]["content"]
+                size = max(1, -(-len(text) // endpoint.stream_pieces))
+                events = [{"choices": [{"index": 0, "delta": {"content": text[i:i + size]}, "finish_reason": None}]}
+                          for i in range(0, len(text), size)]
+                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                events.append({"choices": [], "usage": reply["usage"]})
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def log_message(self, *args):
                 pass

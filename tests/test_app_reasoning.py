@@ -5,14 +5,12 @@ trace, on the random tiny model (searches), on a streaming endpoint, through the
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import tiny
-from loopback import free_port
+from loopback import ScriptedEndpoint, free_port
 from test_generation import ScriptedHead
 
 from cosmos_llava.generation import GenerationSettings
@@ -231,49 +229,8 @@ def test_a_failed_reasoned_reply_leaves_everything_as_it_was(cot_registry, scrip
 
 # ------------------------------------------------------------------------------------------ endpoint
 
-class StreamingEndpoint:
-    """An OpenAI-compatible /v1/chat/completions that streams `text` in pieces (server-sent events),
-    then usage figures; it keeps each request body."""
-
-    def __init__(self, text: str, pieces: int = 9, completion_tokens: int = 42):
-        self.requests: list[dict] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                endpoint.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                size = -(-len(text) // pieces)
-                events = [{"choices": [{"index": 0, "delta": {"content": text[i:i + size]}, "finish_reason": None}]}
-                          for i in range(0, len(text), size)]
-                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-                events.append({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens}})
-                for event in events:
-                    self.wfile.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-
 def test_endpoint_cot_and_searches_refused(image):
-    with StreamingEndpoint("<SUMMARY>" + TRACE) as endpoint:
+    with ScriptedEndpoint(lambda body, n: (200, "<SUMMARY>" + TRACE, None), completion_tokens=42) as endpoint:
         registry = Registry([ModelSpec("Uzak", endpoint=endpoint.url, endpoint_model="m", timeout_s=10)])
         session = ChatSession()
         history, notice, error = steps_of(registry, session, [], "Uzak", "Bu daire kırmızı mı?", [image], GREEDY,
