@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vision-feature-layer", type=int, default=-2)
     p.add_argument("--dtype", default="auto", help="dtype to load and save the parts in (auto: as stored)")
     p.add_argument("--seed", type=int, default=0, help="seed for the projector's initialisation")
+    p.add_argument("--system-prompt", default=None,
+                   help="the model's default system prompt ('' for none; default: a Turkish assistant prompt)")
 
     p = sub.add_parser("convert", help="convert an original-LLaVA checkpoint to the transformers format")
     p.add_argument("--src", required=True, help="original LLaVA checkpoint folder (llava_llama / llava_mistral)")
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
         compose(args.vision, args.llm, projector=args.projector, out=args.out, template=args.template,
                 pad_to_square=args.image_aspect_ratio == "pad", vision_feature_layer=args.vision_feature_layer,
-                dtype=_dtype(args.dtype), seed=args.seed)
+                dtype=_dtype(args.dtype), seed=args.seed, system_prompt=args.system_prompt)
         print(f"saved LLaVA model to {args.out}", file=sys.stderr)
         return 0
     if args.command == "convert":

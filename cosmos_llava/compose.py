@@ -262,8 +262,11 @@ def compose(
     vision_feature_layer: int = -2,
     dtype="auto",
     seed: int = 0,
+    system_prompt: str | None = None,
 ):
-    """Build a new LLaVA from `vision` (CLIP/SigLIP) and `llm` (causal LM); save to `out` if given."""
+    """Build a new LLaVA from `vision` (CLIP/SigLIP) and `llm` (causal LM); save to `out` if given.
+
+    `system_prompt` is recorded as the model's default (None: the default Turkish one; "": none)."""
     if projector not in PROJECTOR_TYPES:
         raise CosmosLlavaError(f"unknown projector '{projector}'; choose one of: {', '.join(PROJECTOR_TYPES)}")
     vision_encoder, source_processor = load_vision_encoder(vision, dtype=dtype)
@@ -282,7 +285,8 @@ def compose(
         vision_feature_layer=vision_feature_layer,
         pad_to_square=pad_to_square,
         generation_config=generation_config,
-        extra_metadata={"vision": str(vision), "llm": str(llm), "made_by": "compose"},
+        extra_metadata={"vision": str(vision), "llm": str(llm), "made_by": "compose",
+                        **({"system_prompt": system_prompt} if system_prompt is not None else {})},
     )
     if out is not None:
         save(model, processor, out)

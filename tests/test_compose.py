@@ -103,3 +103,13 @@ def test_compose_rejects_a_non_vision_encoder(parts, tmp_path):
     result = run_cli("compose", "--vision", parts["llama3"], "--llm", parts["llama3"], "--out", tmp_path / "x")
     assert result.returncode == 1
     assert result.stderr.strip().endswith("is a llama model; a CLIP or SigLIP vision encoder is needed")
+
+
+def test_recorded_system_prompt(parts, tmp_path):
+    from cosmos_llava.compose import compose
+    from cosmos_llava.loading import load_prompt_format
+
+    compose(str(parts["clip"]), str(parts["llama3"]), out=tmp_path / "none", system_prompt="")
+    compose(str(parts["clip"]), str(parts["llama3"]), out=tmp_path / "own", system_prompt="Kısa cevap ver.")
+    assert load_prompt_format(str(tmp_path / "none")).system_prompt is None
+    assert load_prompt_format(str(tmp_path / "own")).system_prompt == "Kısa cevap ver."
