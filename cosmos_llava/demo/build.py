@@ -1,0 +1,200 @@
+"""`python -m cosmos_llava.demo build`: the demo models, from nothing, through the project's own recipe.
+
+    shape world (seeded)  ->  rule-based Turkish teacher  ->  captions, instructions, test set, LM text
+    tokenizer + LLaMA-architecture LM (pretrained on the text)   \\
+    CLIP-architecture vision encoder (contrastive, image-caption)  -> compose -> stage 1 -> stage 2
+    -> eval (held-out scenes of another seed) -> models/<name>/ with a model card
+
+Stage 1 and stage 2 run through `training/` unchanged, with the shipped configs
+`training/configs/demo_stage1.yaml` and `demo_stage2.yaml`. Two contestants come out: the full
+recipe, and a clearly weaker one that had a tenth of stage 2. Every step's output is kept in the work
+folder (`--work`), and a step whose output exists is skipped, so an interrupted build continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import CosmosLlavaError
+
+REPO = Path(__file__).resolve().parents[2]
+STRONG, WEAK = "cosmos-llava-demo", "cosmos-llava-demo-mini"
+
+
+@dataclass
+class BuildPlan:
+    train_scenes: int = 6000
+    test_scenes: int = 600
+    test_per_type: int = 100
+    instructions_per_scene: int = 4
+    vocab_size: int = 1024
+    lm_steps: int = 600
+    clip_steps: int = 800
+    stage1_epochs: float = 1.0
+    stage2_epochs: float = 3.0
+    weak_fraction: float = 0.1  # of stage 2's epochs, for the weaker contestant
+    image_size: int = 96
+    seed: int = 1  # training scenes; the test scenes use seed + 1000
+
+    @classmethod
+    def quick(cls) -> "BuildPlan":
+        """The CI build: a few hundred scenes and few steps (minutes on 2 CPU cores)."""
+        return cls(train_scenes=400, test_scenes=200, test_per_type=25, instructions_per_scene=4, lm_steps=120,
+                   clip_steps=150, stage1_epochs=1.0, stage2_epochs=2.0)
+
+
+def _step(work: Path, name: str, echo) -> bool:
+    """True when the step still has to run (its marker file is missing)."""
+    if (work / f".done-{name}").exists():
+        echo(f"[{name}] done earlier, skipped")
+        return False
+    echo(f"[{name}] ...")
+    return True
+
+
+def _done(work: Path, name: str, info: dict | None = None) -> None:
+    (work / f".done-{name}").write_text(json.dumps(info or {}, ensure_ascii=False), encoding="utf-8")
+
+
+def _write_json(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def make_data(work: Path, plan: BuildPlan, echo) -> None:
+    from . import teacher, world
+
+    data = work / "data"
+    if _step(work, "data", echo):
+        train = world.write_world(data / "train", plan.train_scenes, plan.seed, size=plan.image_size, prefix="egitim")
+        test = world.write_world(data / "test", plan.test_scenes, plan.seed + 1000, size=plan.image_size,
+                                 prefix="test")
+        rng = random.Random(plan.seed)
+        _write_json(data / "train" / "captions.json", teacher.caption_rows(train, rng))
+        _write_json(data / "train" / "instructions.json",
+                    teacher.instruction_rows(train, rng, plan.instructions_per_scene))
+        _write_json(data / "test" / "test.json", teacher.test_rows(test, random.Random(plan.seed + 1000),
+                                                                   plan.test_per_type))
+        corpus = teacher.lm_corpus(train, rng)
+        (data / "corpus.txt").write_text("\n".join(corpus) + "\n", encoding="utf-8")
+        _write_json(data / "train" / "scenes.json", train)
+        _done(work, "data", {"train_scenes": len(train), "test_scenes": len(test)})
+
+
+def base_models(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
+    from . import pretrain
+
+    data = work / "data"
+    if _step(work, "language-model", echo):
+        texts = (data / "corpus.txt").read_text(encoding="utf-8").splitlines()
+        instructions = json.loads((data / "train" / "instructions.json").read_text(encoding="utf-8"))
+        # The tokenizer also sees the questions as asked, so their words are single tokens too.
+        texts += [turn["value"].replace("<image>\n", "") for row in instructions for turn in row["conversations"]]
+        tokenizer = pretrain.train_tokenizer(texts, work / "llm", plan.vocab_size)
+        info = pretrain.pretrain_lm(texts, tokenizer, work / "llm", pretrain.TextShape(), plan.lm_steps,
+                                    progress=progress)
+        _done(work, "language-model", info)
+        echo(f"  language model: {info}")
+    if _step(work, "vision-encoder", echo):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(work / "llm")
+        scenes = json.loads((data / "train" / "scenes.json").read_text(encoding="utf-8"))
+        pairs = [(data / "train" / s["image"], caption) for s in scenes for caption in s["captions"]]
+        info = pretrain.pretrain_clip(pairs, tokenizer, work / "clip", pretrain.VisionShape(image_size=plan.image_size),
+                                      plan.clip_steps, progress=progress)
+        _done(work, "vision-encoder", info)
+        echo(f"  vision encoder: {info}")
+    if _step(work, "compose", echo):
+        from ..compose import compose
+
+        compose(str(work / "clip"), str(work / "llm"), projector="mlp2x_gelu", out=work / "base", template="llama3",
+                system_prompt="")
+        _done(work, "compose")
+
+
+def _train(config: str, overrides: dict, echo) -> None:
+    from training.config import load_config
+    from training.engine import train
+
+    items = [f"{key}={value}" for key, value in overrides.items()]
+    echo(f"  python -m training --config {config} {' '.join(items)}")
+    train(load_config(str(REPO / config), items), echo=lambda line: echo(f"  {line}"))
+
+
+def stages(work: Path, plan: BuildPlan, echo) -> None:
+    data = work / "data" / "train"
+    if _step(work, "stage1", echo):
+        _train("training/configs/demo_stage1.yaml", {
+            "model": work / "base", "data": data / "captions.json", "image_folder": data,
+            "output_dir": work / "stage1", "num_train_epochs": plan.stage1_epochs}, echo)
+        _done(work, "stage1")
+    for name, epochs in ((STRONG, plan.stage2_epochs), (WEAK, plan.stage2_epochs * plan.weak_fraction)):
+        if _step(work, f"stage2-{name}", echo):
+            _train("training/configs/demo_stage2.yaml", {
+                "model": work / "stage1", "data": data / "instructions.json", "image_folder": data,
+                "output_dir": work / name, "num_train_epochs": round(epochs, 3)}, echo)
+            _done(work, f"stage2-{name}")
+
+
+def evaluate(work: Path, names: list[str], progress: bool, echo) -> dict:
+    from ..evaluation.run import AnswerSettings, EvalPlan, read_items, run_eval
+    from ..registry import ModelSpec
+
+    test = work / "data" / "test" / "test.json"
+    specs = [ModelSpec(name=name, model=str(work / name)) for name in names]
+    plan = EvalPlan(specs, read_items(test, None), work / "eval", ["binary", "exact"],
+                    AnswerSettings(max_new_tokens=8, batch_size=32, progress=progress), None, str(test))
+    shutil.rmtree(work / "eval", ignore_errors=True)  # the models changed: answer afresh
+    return run_eval(plan, echo=lambda line: echo(f"  {line}"))
+
+
+def scores(summary: dict, name: str) -> dict:
+    """The quality-bar figures of one model: yes/no accuracy and F1, exact match per short category."""
+    model = summary["models"][name]
+    binary = model["binary"].get("overall", {})
+    exact = model["exact"]
+    return {"yes_no_accuracy": binary.get("accuracy"), "yes_no_f1": binary.get("f1"),
+            **{f"{category}_exact": (exact.get(category) or {}).get("accuracy") for category in ("renk", "sayma", "konum")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cosmos_llava.demo build",
+                                     description="Rebuild the demo models from scratch and evaluate them.")
+    parser.add_argument("--work", default="build/demo", help="work folder (a rerun continues where it stopped)")
+    parser.add_argument("--out", default=str(REPO / "models"), help="where the finished models go")
+    parser.add_argument("--quick", action="store_true", help="the small CI build (minutes on a CPU)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="delete the work folder first")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    args = parser.parse_args(argv)
+    plan = BuildPlan.quick() if args.quick else BuildPlan()
+    work = Path(args.work)
+    if args.fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    def echo(line: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f}s] {line}", file=sys.stderr, flush=True)
+
+    plan_file = work / "plan.json"
+    if plan_file.exists() and json.loads(plan_file.read_text()) != asdict(plan):
+        raise CosmosLlavaError(f"{work} was built with another plan; use --fresh or another --work")
+    plan_file.write_text(json.dumps(asdict(plan)), encoding="utf-8")
+    make_data(work, plan, echo)
+    base_models(work, plan, not args.no_progress, echo)
+    stages(work, plan, echo)
+    summary = evaluate(work, [STRONG, WEAK], not args.no_progress, echo)
+    figures = {name: scores(summary, name) for name in (STRONG, WEAK)}
+    echo(json.dumps(figures, indent=1))
+    (work / "scores.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    echo(f"built in {time.perf_counter() - start:.0f} s")
+    return 0

@@ -1,0 +1,171 @@
+"""The demo's two base models, made from scratch on the shape world: a Turkish BPE tokenizer and a
+small LLaMA-architecture LM pretrained on the world's text, and a small CLIP-architecture vision
+encoder pretrained contrastively on the world's image-caption pairs. Both are saved as ordinary
+checkpoints (like a hub LLM and `openai/clip-vit-large-patch14-336`), so `compose` and `training/` take
+them exactly as they take real ones.
+
+Both pretraining loops run on `transformers.Trainer` (the LM with its causal loss, CLIP with
+`return_loss=True`), so device placement, bf16 on GPUs, schedules and progress bars come from there.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# The LLaMA-3 special tokens, so the model uses the llama3 chat template as Cosmos' LLaMA-3 models do.
+SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+            "<|pad|>"]
+
+
+@dataclass
+class VisionShape:
+    image_size: int = 96
+    patch_size: int = 12  # 8 x 8 = 64 patches: 64 image tokens for the LM
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+
+
+@dataclass
+class TextShape:
+    hidden_size: int = 256
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 768
+    max_positions: int = 512
+
+
+def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 1024):
+    """A byte-level BPE tokenizer (any input can be encoded) with LLaMA-3's special tokens; BOS is
+    added by the post-processor, as in the real LLaMA-3 tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B", special_tokens=[("<|begin_of_text|>", bos)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                   pad_token="<|pad|>", model_max_length=TextShape.max_positions)
+    fast.save_pretrained(out)
+    return fast
+
+
+class _Blocks(torch.utils.data.Dataset):
+    def __init__(self, blocks: list[list[int]]):
+        self.blocks = blocks
+
+    def __len__(self):
+        return len(self.blocks)
+
+    def __getitem__(self, index):
+        ids = torch.tensor(self.blocks[index])
+        return {"input_ids": ids, "labels": ids.clone()}
+
+
+def pretrain_lm(texts: list[str], tokenizer, out: Path, shape: TextShape, steps: int, batch_size: int = 32,
+                block: int = 128, learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> dict:
+    """Pretrain a LLaMA-architecture LM on `texts` (shuffled, joined with EOS, packed into blocks)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    rng = random.Random(seed)
+    texts = list(texts)
+    rng.shuffle(texts)
+    stream: list[int] = []
+    for text in texts:
+        stream += tokenizer(text, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
+    blocks = [stream[i:i + block] for i in range(0, len(stream) - block + 1, block)]
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=shape.hidden_size,
+                         intermediate_size=shape.intermediate_size, num_hidden_layers=shape.layers,
+                         num_attention_heads=shape.heads, num_key_value_heads=shape.heads,
+                         max_position_embeddings=shape.max_positions, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    loss = _train(model, _Blocks(blocks), out, steps, batch_size, learning_rate, seed, progress, "LM")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"tokens": len(stream), "blocks": len(blocks), "final_loss": loss}
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __init__(self, pairs: list[tuple[Path, str]], image_processor, tokenizer, max_length: int):
+        self.pairs, self.image_processor, self.tokenizer, self.max_length = pairs, image_processor, tokenizer, max_length
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        path, caption = self.pairs[index]
+        with Image.open(path) as image:
+            pixels = self.image_processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+        ids = self.tokenizer(caption, add_special_tokens=False)["input_ids"][: self.max_length - 1]
+        return {"pixel_values": pixels, "input_ids": ids + [self.tokenizer.eos_token_id]}
+
+
+def _pair_collate(pad_id: int):
+    def collate(rows):
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            mask[i, :len(r["input_ids"])] = 1
+        return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "input_ids": ids,
+                "attention_mask": mask, "return_loss": True}
+    return collate
+
+
+def pretrain_clip(pairs: list[tuple[Path, str]], tokenizer, out: Path, shape: VisionShape, steps: int,
+                  batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> dict:
+    """Contrastive (CLIP) pretraining of a vision tower with a small text tower on image-caption pairs;
+    the checkpoint and its image processor are saved like a hub CLIP."""
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    torch.manual_seed(seed)
+    vision = dict(hidden_size=shape.hidden_size, intermediate_size=4 * shape.hidden_size,
+                  num_hidden_layers=shape.layers, num_attention_heads=shape.heads, image_size=shape.image_size,
+                  patch_size=shape.patch_size)
+    text = dict(vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=4 * shape.hidden_size,
+                num_hidden_layers=2, num_attention_heads=shape.heads, max_position_embeddings=64,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id)
+    model = CLIPModel(CLIPConfig(vision_config=vision, text_config=text, projection_dim=shape.hidden_size))
+    processor = CLIPImageProcessorPil(size={"shortest_edge": shape.image_size},
+                                      crop_size={"height": shape.image_size, "width": shape.image_size})
+    dataset = _Pairs(pairs, processor, tokenizer, max_length=64)
+    loss = _train(model, dataset, out, steps, batch_size, learning_rate, seed, progress, "CLIP",
+                  collate=_pair_collate(tokenizer.pad_token_id))
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return {"pairs": len(pairs), "final_loss": loss}
+
+
+def _train(model, dataset, out: Path, steps: int, batch_size: int, learning_rate: float, seed: int, progress: bool,
+           name: str, collate=None) -> float | None:
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=max(1, steps // 20), weight_decay=0.01,
+        logging_steps=max(1, steps // 10), save_strategy="no", report_to="none", seed=seed, data_seed=seed,
+        disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    model.to("cpu")
+    return losses[-1] if losses else None
