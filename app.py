@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-DEFAULT_MODELS = Path(__file__).parent / "demo" / "models.yaml"  # the bundled demo models, when present
+DEFAULT_MODELS = Path(__file__).parent / "models" / "demo.yaml"  # the bundled demo models (cosmos_llava.demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

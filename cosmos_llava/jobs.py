@@ -1,4 +1,5 @@
-"""What every endpoint-driven pipeline shares (annotate's generators, eval's judge): reading records, concurrency, resumable output, rejection.
+"""What every endpoint-driven pipeline shares (annotate's generators, eval's judge): reading records,
+concurrency, resumable output, rejection.
 
 Output is append-only JSONL, one finished record a line, flushed and fsynced as it is written, so a
 killed run loses at most the records in flight. A rerun of the same command skips every id already in

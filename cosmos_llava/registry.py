@@ -64,13 +64,22 @@ class RegistryError(CosmosLlavaError):
     """A registry file that cannot be used as written."""
 
 
+@dataclass
+class Example:
+    """A ready-made message the app offers (an image and a question about it)."""
+
+    image: str
+    text: str
+
+
 def parse_registry(data, source: str = "registry") -> tuple[list[ModelSpec], int]:
     """Specs and max_resident from the parsed YAML; every problem is one line naming the entry."""
     if not isinstance(data, dict) or not isinstance(data.get("models"), list) or not data["models"]:
         raise RegistryError(f"{source}: expected a mapping with a non-empty 'models' list")
-    unknown = set(data) - {"models", "max_resident"}
+    unknown = set(data) - {"models", "max_resident", "note", "examples"}
     if unknown:
-        raise RegistryError(f"{source}: unknown key '{sorted(unknown)[0]}' (expected models, max_resident)")
+        raise RegistryError(f"{source}: unknown key '{sorted(unknown)[0]}' "
+                            "(expected models, max_resident, note, examples)")
     max_resident = data.get("max_resident", 1)
     if not isinstance(max_resident, int) or max_resident < 1:
         raise RegistryError(f"{source}: max_resident must be a whole number of at least 1")
@@ -115,7 +124,38 @@ def load_registry(path: str | Path) -> "Registry":
     for spec in specs:
         if spec.model and not Path(spec.model).is_absolute() and (path.parent / spec.model).exists():
             spec.model = str(path.parent / spec.model)
-    return Registry(specs, max_resident)
+    registry = Registry(specs, max_resident)
+    registry.note = _note(data.get("note"), path)
+    registry.examples = _examples(data.get("examples"), path)
+    return registry
+
+
+def _note(note, path: Path) -> dict[str, str]:
+    """`note:` is Markdown shown above the app's tabs: one text, or one per language ({tr: ..., en: ...})."""
+    if note is None:
+        return {}
+    if isinstance(note, str):
+        return {"tr": note, "en": note}
+    if isinstance(note, dict) and note and all(isinstance(k, str) and isinstance(v, str) for k, v in note.items()):
+        return dict(note)
+    raise RegistryError(f"{path}: 'note' must be a text or a mapping of language to text")
+
+
+def _examples(examples, path: Path) -> list[Example]:
+    """`examples:` is a list of {image, text}; images are relative to the registry file and must exist."""
+    if examples is None:
+        return []
+    if not isinstance(examples, list):
+        raise RegistryError(f"{path}: 'examples' must be a list of {{image, text}}")
+    out = []
+    for index, entry in enumerate(examples):
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str) or not isinstance(entry.get("text"), str):
+            raise RegistryError(f"{path}: examples[{index}] needs 'image' and 'text'")
+        image = Path(entry["image"]) if Path(entry["image"]).is_absolute() else path.parent / entry["image"]
+        if not image.is_file():
+            raise RegistryError(f"{path}: examples[{index}]: image not found: {image}")
+        out.append(Example(str(image), entry["text"]))
+    return out
 
 
 # -------------------------------------------------------------------------------------------- backends
@@ -245,6 +285,8 @@ class Registry:
     def __init__(self, specs: list[ModelSpec], max_resident: int = 1, loader=None, wait_s: float = 600.0):
         self.specs = {spec.name: spec for spec in specs}
         self.max_resident = max_resident
+        self.note: dict[str, str] = {}  # Markdown above the app's tabs, by language (registry `note:`)
+        self.examples: list[Example] = []  # ready-made messages the chat offers (registry `examples:`)
         self.wait_s = wait_s
         self._loader = loader  # tests give a stand-in for load_model
         self._resident: dict[str, _Resident] = {}

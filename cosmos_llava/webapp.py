@@ -29,7 +29,7 @@ LABELS = {
     "tr": {
         "title": "Cosmos-LLaVA: görsellerle Türkçe sohbet",
         "chat": "Sohbet", "model": "Model", "message": "Mesajınızı yazın; görsel eklemek için ataç simgesini kullanın",
-        "stop": "Durdur", "regenerate": "Yeniden üret", "clear": "Temizle", "settings": "Üretim ayarları",
+        "stop": "Durdur", "regenerate": "Yeniden üret", "clear": "Temizle", "settings": "Üretim ayarları", "examples": "Örnekler",
         "temperature": "Sıcaklık (0: en olası cevap)", "top_p": "Top-p", "max_new_tokens": "En fazla yeni token",
         "empty": "Boş mesaj: bir metin yazın ya da bir görsel ekleyin.",
         "nothing_to_regenerate": "Yeniden üretilecek bir cevap yok.",
@@ -61,7 +61,7 @@ LABELS = {
     "en": {
         "title": "Cosmos-LLaVA: chat about images in Turkish",
         "chat": "Chat", "model": "Model", "message": "Type a message; attach images with the paperclip",
-        "stop": "Stop", "regenerate": "Regenerate", "clear": "Clear", "settings": "Generation settings",
+        "stop": "Stop", "regenerate": "Regenerate", "clear": "Clear", "settings": "Generation settings", "examples": "Examples",
         "temperature": "Temperature (0: most likely answer)", "top_p": "Top-p", "max_new_tokens": "Max new tokens",
         "empty": "Empty message: write some text or attach an image.",
         "nothing_to_regenerate": "There is no reply to regenerate.",
@@ -400,6 +400,9 @@ def chat_tab(registry: Registry, labels: dict):
         with gr.Row():
             regenerate = gr.Button(labels["regenerate"], elem_id="chat-regenerate")
             clear = gr.Button(labels["clear"], elem_id="chat-clear")
+        if registry.examples:  # clicking one fills the message box; the user sends it
+            gr.Examples([[{"text": e.text, "files": [e.image]}] for e in registry.examples], inputs=[box],
+                        label=labels["examples"], elem_id="chat-examples")
         with gr.Accordion(labels["settings"], open=False, elem_id="chat-settings"):
             temperature = gr.Slider(0.0, 2.0, value=0.2, step=0.05, label=labels["temperature"])
             top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=labels["top_p"])
@@ -483,6 +486,9 @@ def build_app(registry: Registry | None, db_path: str, lang: str = "tr", bootstr
         if registry is None:
             gr.Markdown(NO_MODELS[lang], elem_id="no-models")
             return demo
+        note = registry.note.get(lang) or next(iter(registry.note.values()), None)
+        if note:
+            gr.Markdown(note, elem_id="registry-note")
         store = ArenaStore(db_path)
         with gr.Tabs():
             chat_tab(registry, labels)

@@ -88,12 +88,15 @@ def loaded_llama3(llava_llama3):
 
     return load_model(str(llava_llama3))
 
-def run_cli(*args, stdin: str | None = None, timeout: int = 300):
-    """Run `python -m cosmos_llava ...` in a fresh process; returns CompletedProcess."""
+def run_python(*args, stdin: str | None = None, timeout: int = 300):
+    """Run `python ARGS...` in a fresh process from the repository root; returns CompletedProcess."""
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "cosmos_llava", *map(str, args)],
-        input=stdin, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
-    )
+    return subprocess.run([sys.executable, *map(str, args)], input=stdin, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env=env)
+
+
+def run_cli(*args, stdin: str | None = None, timeout: int = 300):
+    """Run `python -m cosmos_llava ...` in a fresh process; returns CompletedProcess."""
+    return run_python("-m", "cosmos_llava", *args, stdin=stdin, timeout=timeout)

@@ -35,6 +35,12 @@ def write(tmp_path, text: str):
     ("models:\n  - name: A\n    model: x\n    weight: 0\n", "models[0] ('A'): weight must be a positive number"),
     ("max_resident: 0\nmodels:\n  - name: A\n    model: x\n", "max_resident must be a whole number of at least 1"),
     ("models: [", "is not valid YAML: "),
+    ("colour: red\nmodels:\n  - name: A\n    model: x\n",
+     "unknown key 'colour' (expected models, max_resident, note, examples)"),
+    ("note: [1]\nmodels:\n  - name: A\n    model: x\n", "'note' must be a text or a mapping of language to text"),
+    ("examples:\n  - image: yok.png\n    text: Ne var?\nmodels:\n  - name: A\n    model: x\n",
+     "examples[0]: image not found: "),
+    ("examples:\n  - text: Ne var?\nmodels:\n  - name: A\n    model: x\n", "examples[0] needs 'image' and 'text'"),
 ])
 def test_registry_errors(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -53,6 +59,18 @@ def test_registry_reads_paths_relative_to_itself(tmp_path):
     assert registry.spec("Yerel").model == str(tmp_path / "local") and registry.spec("Yerel").quant == "4bit"
     with pytest.raises(CosmosLlavaError, match="^unknown model 'X'; the registry has: Yerel, Uzak$"):
         registry.spec("X")
+
+
+def test_registry_note_and_examples(tmp_path):
+    (tmp_path / "ornek").mkdir()
+    tiny.solid_image().save(tmp_path / "ornek" / "a.png")
+    registry = load_registry(write(tmp_path, "note:\n  tr: Deneme modelleri.\n  en: Demo models.\nexamples:\n"
+                                             "  - image: ornek/a.png\n    text: Zemin ne renk?\n"
+                                             "models:\n  - name: A\n    model: x\n"))
+    assert registry.note == {"tr": "Deneme modelleri.", "en": "Demo models."}
+    assert [(e.image, e.text) for e in registry.examples] == [(str(tmp_path / "ornek" / "a.png"), "Zemin ne renk?")]
+    plain = load_registry(write(tmp_path, "note: Tek dil.\nmodels:\n  - name: A\n    model: x\n"))
+    assert plain.note == {"tr": "Tek dil.", "en": "Tek dil."} and plain.examples == []
 
 
 def test_sample_pair_is_weighted_distinct_and_side_randomised():

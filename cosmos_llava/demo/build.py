@@ -35,10 +35,10 @@ class BuildPlan:
     test_per_type: int = 100
     instructions_per_scene: int = 4
     vocab_size: int = 1024
-    lm_steps: int = 600
-    clip_steps: int = 800
+    lm_steps: int = 300
+    clip_steps: int = 600
     stage1_epochs: float = 1.0
-    stage2_epochs: float = 3.0
+    stage2_epochs: float = 2.0
     weak_fraction: float = 0.1  # of stage 2's epochs, for the weaker contestant
     image_size: int = 96
     seed: int = 1  # training scenes; the test scenes use seed + 1000
@@ -46,8 +46,8 @@ class BuildPlan:
     @classmethod
     def quick(cls) -> "BuildPlan":
         """The CI build: a few hundred scenes and few steps (minutes on 2 CPU cores)."""
-        return cls(train_scenes=400, test_scenes=200, test_per_type=25, instructions_per_scene=4, lm_steps=120,
-                   clip_steps=150, stage1_epochs=1.0, stage2_epochs=2.0)
+        return cls(train_scenes=400, test_scenes=200, test_per_type=25, instructions_per_scene=4, lm_steps=40,
+                   clip_steps=60, stage1_epochs=1.0, stage2_epochs=2.0)
 
 
 def _step(work: Path, name: str, echo) -> bool:
@@ -129,27 +129,45 @@ def _train(config: str, overrides: dict, echo) -> None:
     train(load_config(str(REPO / config), items), echo=lambda line: echo(f"  {line}"))
 
 
-def stages(work: Path, plan: BuildPlan, echo) -> None:
+def stages(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
     data = work / "data" / "train"
     if _step(work, "stage1", echo):
         _train("training/configs/demo_stage1.yaml", {
             "model": work / "base", "data": data / "captions.json", "image_folder": data,
-            "output_dir": work / "stage1", "num_train_epochs": plan.stage1_epochs}, echo)
+            "output_dir": work / "stage1", "num_train_epochs": plan.stage1_epochs, "disable_tqdm": not progress}, echo)
         _done(work, "stage1")
     for name, epochs in ((STRONG, plan.stage2_epochs), (WEAK, plan.stage2_epochs * plan.weak_fraction)):
         if _step(work, f"stage2-{name}", echo):
             _train("training/configs/demo_stage2.yaml", {
                 "model": work / "stage1", "data": data / "instructions.json", "image_folder": data,
-                "output_dir": work / name, "num_train_epochs": round(epochs, 3)}, echo)
+                "output_dir": work / name, "num_train_epochs": round(epochs, 3), "disable_tqdm": not progress}, echo)
             _done(work, f"stage2-{name}")
 
 
-def evaluate(work: Path, names: list[str], progress: bool, echo) -> dict:
+def export(work: Path, out: Path, names: list[str], echo) -> None:
+    """The trained models as they ship: float16 safetensors (half the size; loaded back as float32 on
+    a CPU) with their processor, in `out/<name>/`."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from ..compose import save
+
+    for name in names:
+        model = AutoModelForImageTextToText.from_pretrained(work / name, dtype=torch.float16)
+        processor = AutoProcessor.from_pretrained(work / name, backend="pil")
+        shutil.rmtree(out / name, ignore_errors=True)
+        save(model, processor, out / name)
+        size = sum(f.stat().st_size for f in (out / name).glob("*.safetensors"))
+        echo(f"  {out / name}: {size / 2**20:.1f} MiB of weights")
+
+
+def evaluate(work: Path, models: Path, names: list[str], progress: bool, echo) -> dict:
+    """The exported models on the held-out test scenes, through the project's `eval`."""
     from ..evaluation.run import AnswerSettings, EvalPlan, read_items, run_eval
     from ..registry import ModelSpec
 
     test = work / "data" / "test" / "test.json"
-    specs = [ModelSpec(name=name, model=str(work / name)) for name in names]
+    specs = [ModelSpec(name=name, model=str(models / name)) for name in names]
     plan = EvalPlan(specs, read_items(test, None), work / "eval", ["binary", "exact"],
                     AnswerSettings(max_new_tokens=8, batch_size=32, progress=progress), None, str(test))
     shutil.rmtree(work / "eval", ignore_errors=True)  # the models changed: answer afresh
@@ -191,10 +209,108 @@ def main(argv: list[str] | None = None) -> int:
     plan_file.write_text(json.dumps(asdict(plan)), encoding="utf-8")
     make_data(work, plan, echo)
     base_models(work, plan, not args.no_progress, echo)
-    stages(work, plan, echo)
-    summary = evaluate(work, [STRONG, WEAK], not args.no_progress, echo)
+    stages(work, plan, not args.no_progress, echo)
+    out = Path(args.out)
+    echo("[export] ...")
+    export(work, out, [STRONG, WEAK], echo)
+    echo("[eval] ...")
+    summary = evaluate(work, out, [STRONG, WEAK], not args.no_progress, echo)
     figures = {name: scores(summary, name) for name in (STRONG, WEAK)}
-    echo(json.dumps(figures, indent=1))
+    seconds = time.perf_counter() - start
+    write_cards(out, work, plan, figures, seconds)
     (work / "scores.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
-    echo(f"built in {time.perf_counter() - start:.0f} s")
+    for name, values in figures.items():
+        echo(f"{name}: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in values.items()))
+    echo(f"built in {seconds:.0f} s; models, cards and registry in {out}")
     return 0
+
+
+BAR = {"yes_no_accuracy": 0.95, "yes_no_f1": 0.95, "renk_exact": 0.90, "sayma_exact": 0.85, "konum_exact": 0.85}
+LABELS = {"yes_no_accuracy": "yes/no accuracy", "yes_no_f1": "yes/no F1", "renk_exact": "colour, exact match",
+          "sayma_exact": "counting (1-5), exact match", "konum_exact": "position, exact match"}
+
+
+def write_cards(out: Path, work: Path, plan: BuildPlan, figures: dict, seconds: float) -> None:
+    """A model card per model (how it was made, its scores) and the app registry `out/demo.yaml`."""
+    import platform
+
+    import torch
+
+    machine = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.processor() or 'CPU'}, " \
+        f"{torch.get_num_threads()} threads"
+    table = ["| metric (held-out scenes, seed %d) | %s | %s | bar |" % (plan.seed + 1000, STRONG, WEAK),
+             "| --- | ---: | ---: | ---: |"]
+    for key, label in LABELS.items():
+        cells = [f"{figures[n][key]:.3f}" if figures[n][key] is not None else "—" for n in (STRONG, WEAK)]
+        table.append(f"| {label} | {cells[0]} | {cells[1]} | {BAR[key]:.2f} |")
+    recipe = {STRONG: f"stage 1, then {plan.stage2_epochs:g} epochs of stage 2",
+              WEAK: f"stage 1, then {plan.stage2_epochs * plan.weak_fraction:g} epochs of stage 2 (a tenth)"}
+    for name in (STRONG, WEAK):
+        card = f"""# {name}
+
+A **demo** model for Cosmos-LLaVA's synthetic shape world: it answers Turkish questions about images
+of circles, squares, triangles and stars in six colours (daire, kare, üçgen, yıldız; kırmızı, mavi,
+yeşil, sarı, mor, turuncu), two sizes and five positions. It knows nothing else; load a real model
+(for example Cosmos' Turkish-LLaVA) for real images.
+
+## How it was made
+`python -m cosmos_llava.demo build`, from nothing, on this machine ({machine}), in {seconds / 60:.0f} minutes
+for both models:
+1. {plan.train_scenes} scenes drawn at {plan.image_size} px (seed {plan.seed}); the rule-based Turkish teacher
+   (`cosmos_llava/demo/teacher.py`) wrote captions, {plan.instructions_per_scene} instruction rows per scene
+   (yes/no, colour, counting, position, descriptions, reasoning, multi-turn) and the text for the LM.
+2. A byte-level BPE tokenizer ({plan.vocab_size} tokens) and a LLaMA-architecture LM (4 layers, hidden 256)
+   pretrained on that text ({plan.lm_steps} steps); a CLIP-architecture vision encoder (ViT, 4 layers, hidden
+   128, 16 px patches) pretrained contrastively on the image-caption pairs ({plan.clip_steps} steps).
+3. `compose` (mlp2x_gelu projector, llama3 chat template, no system prompt), then `training/` unchanged:
+   stage 1 (`training/configs/demo_stage1.yaml`) and {recipe[name]}
+   (`training/configs/demo_stage2.yaml`: full, vision tower tuned too).
+4. Saved in float16.
+
+## Scores
+Measured by `python -m cosmos_llava eval` (metrics `binary`, `exact`) on {plan.test_per_type} questions per
+category from {plan.test_scenes} held-out scenes of another seed; every question ends with "Tek kelimeyle
+cevap ver." as in training.
+
+{chr(10).join(table)}
+"""
+        (out / name / "README.md").write_text(card, encoding="utf-8")
+    write_registry(out, work)
+
+
+NOTE = {
+    "tr": ("**Demo modelleri.** Bu iki küçük model yalnızca projenin sentetik şekil dünyasını bilir (daire, kare, "
+           "üçgen, yıldız; altı renk; iki boyut; beş konum) ve `python -m cosmos_llava.demo build` ile sıfırdan "
+           "eğitildi. Aşağıdaki örneklerden birini deneyin. Gerçek görseller için gerçek bir model yükleyin: "
+           "`python app.py --models models.yaml` (README, \"Web app\")."),
+    "en": ("**Demo models.** These two small models know only the project's synthetic shape world (circle, "
+           "square, triangle, star; six colours; two sizes; five positions) and were trained from scratch by "
+           "`python -m cosmos_llava.demo build`. Try one of the examples below. For real images load a real "
+           "model: `python app.py --models models.yaml` (README, \"Web app\")."),
+}
+
+
+def write_registry(out: Path, work: Path, per_category: int = 2) -> None:
+    """`out/demo.yaml`, the registry `python app.py` serves by default, with example questions on
+    held-out scenes (their images copied next to it)."""
+    import yaml
+
+    rows = json.loads((work / "data" / "test" / "test.json").read_text(encoding="utf-8"))
+    examples, taken = [], {}
+    folder = out / "demo-examples"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for row in rows:
+        if taken.get(row["category"], 0) >= per_category:
+            continue
+        taken[row["category"]] = taken.get(row["category"], 0) + 1
+        image = folder / Path(row["image"]).name
+        shutil.copyfile(work / "data" / "test" / row["image"], image)
+        examples.append({"image": f"demo-examples/{image.name}",
+                         "text": row["conversations"][0]["value"].replace("<image>\n", "")})
+    registry = {"max_resident": 2, "note": NOTE, "examples": examples,
+                "models": [{"name": STRONG, "model": STRONG}, {"name": WEAK, "model": WEAK}]}
+    header = "# The demo models python app.py serves by default; rebuilt by python -m cosmos_llava.demo build.\n"
+    (out / "demo.yaml").write_text(header + yaml.safe_dump(registry, allow_unicode=True, sort_keys=False),
+                                   encoding="utf-8")
+

@@ -24,7 +24,7 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|en
 @dataclass
 class VisionShape:
     image_size: int = 96
-    patch_size: int = 12  # 8 x 8 = 64 patches: 64 image tokens for the LM
+    patch_size: int = 16  # 6 x 6 = 36 patches (36 image tokens); a region of the world is 2 x 2 patches
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
