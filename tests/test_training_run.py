@@ -238,10 +238,12 @@ def test_shipped_configs_are_valid():
     folder = REPO / "training" / "configs"
     names = sorted(p.name for p in folder.glob("*.yaml"))
     assert names == ["cosmos_llama_stage1.yaml", "cosmos_llama_stage2.yaml", "cosmos_mistral_stage1.yaml",
-                     "cosmos_mistral_stage2.yaml", "llava15_stage1.yaml", "llava15_stage2.yaml", "stage1.yaml",
-                     "stage2.yaml", "stage2_lora.yaml", "stage2_qlora.yaml"]
+                     "cosmos_mistral_stage2.yaml", "demo_stage1.yaml", "demo_stage2.yaml", "llava15_stage1.yaml",
+                     "llava15_stage2.yaml", "stage1.yaml", "stage2.yaml", "stage2_lora.yaml", "stage2_qlora.yaml"]
     for name in names:
         load_config(folder / name)
+    demo = load_config(folder / "demo_stage2.yaml")  # the demo build's stage 2: full, vision tuned too
+    assert (demo.stage, demo.method, demo.tune_vision, demo.vision_lr) == (2, "full", True, 2e-4)
     paper = load_config(folder / "cosmos_llama_stage1.yaml")
     assert (paper.stage, paper.trainer["per_device_train_batch_size"], paper.trainer["learning_rate"],
             paper.trainer["num_train_epochs"]) == (1, 16, 1e-3, 1)
