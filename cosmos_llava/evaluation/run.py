@@ -596,7 +596,8 @@ def run_eval(plan: EvalPlan, echo=lambda line: print(line, file=sys.stderr)) -> 
         if forget_failures(answers_path):
             echo(f"{spec.name}: retrying the answers that failed last time")
         if spec.is_local:
-            todo = [item for item in plan.items if item.id not in finished_ids(answers_path)]
+            done = finished_ids(answers_path)
+            todo = [item for item in plan.items if item.id not in done]
             if todo:
                 echo(f"loading {spec.name} ...")
                 loaded = load_model(spec.model, quant=spec.quant, dtype=spec.dtype, device_map=spec.device_map,
