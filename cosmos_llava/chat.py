@@ -11,6 +11,7 @@ in the conversation, so later turns stay short.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 
@@ -58,8 +59,7 @@ def _reasoned_reply(loaded: LoadedModel, conversation: Conversation, settings: G
                     reasoning: ReasoningSettings, judge, trace, stats) -> str:
     """Write the trace to `trace` as it comes and the cost to `stats`; return the conclusion."""
     if reasoning.mode == "cot":
-        cot_settings = GenerationSettings(settings.temperature, settings.top_p, reasoning.max_new_tokens,
-                                          settings.repetition_penalty, settings.seed)
+        cot_settings = dataclasses.replace(settings, max_new_tokens=reasoning.max_new_tokens)
         reply = stream_reply(loaded, reasoning_conversation(conversation), cot_settings, assistant_prefix="<SUMMARY>")
         trace.write("<SUMMARY>")
         _write_stream(reply, trace)

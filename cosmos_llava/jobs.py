@@ -97,26 +97,33 @@ def rejected_path_for(out: Path) -> Path:
     return out.with_name(f"{out.stem}.rejected.jsonl")
 
 
-def finished_ids(path: Path) -> set[str]:
-    """Ids already in an output file. A last line cut off by a kill (no newline, not JSON) is removed:
-    it was the record in flight. A bad line anywhere else is the user's file to look at, not ours."""
+def finished_records(path: Path) -> dict[str, dict]:
+    """The records already in an output file, by id (a later line wins). A last line cut off by a kill
+    (no newline, not JSON) is removed: it was the record in flight. A bad line anywhere else is the
+    user's file to look at, not ours."""
     if not path.exists():
-        return set()
+        return {}
     data = path.read_bytes()
     lines = data.split(b"\n")
-    ids = set()
+    records = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            ids.add(str(json.loads(line)["id"]))
+            record = json.loads(line)
+            records[str(record["id"])] = record
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             if number == len(lines) and not data.endswith(b"\n"):  # the unfinished last write
                 with path.open("r+b") as f:
                     f.truncate(len(data) - len(line))
                 break
             raise CosmosLlavaError(f"{path} line {number} is not a JSON record with an id; fix or move the file") from None
-    return ids
+    return records
+
+
+def finished_ids(path: Path) -> set[str]:
+    """Ids already in an output file (see `finished_records`)."""
+    return set(finished_records(path))
 
 
 class Appender:
@@ -159,9 +166,9 @@ def run_jobs(jobs: list[Job], worker: Worker, client: ChatClient, out: Path, con
     todo = [job for job in scope if job.id not in done]
     report = RunReport(total=len(scope), already_done=len(scope) - len(todo), out=out, rejected_path=rejected_path)
     if retry_rejected and rejected_path.exists():
-        _drop_ids(rejected_path, {job.id for job in todo})
+        drop_ids(rejected_path, {job.id for job in todo})
     outputs, rejections = Appender(out), Appender(rejected_path)
-    bar = _progress(len(todo), progress, desc)
+    bar = progress_bar(len(todo), progress, desc)
 
     def finish(job: Job, future: Future) -> None:
         try:
@@ -216,8 +223,8 @@ def run_jobs(jobs: list[Job], worker: Worker, client: ChatClient, out: Path, con
     return report
 
 
-def _drop_ids(path: Path, ids: set[str]) -> None:
-    """Remove records about to be redone from the rejected file (atomically: write, then rename)."""
+def drop_ids(path: Path, ids: set[str]) -> None:
+    """Remove the records about to be redone from an output file (atomically: write, then rename)."""
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and str(json.loads(line).get("id")) not in ids]
     temp = path.with_name(path.name + ".tmp")
@@ -225,8 +232,8 @@ def _drop_ids(path: Path, ids: set[str]) -> None:
     os.replace(temp, path)
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def progress_bar(total: int, enabled: bool, desc: str, unit: str = "rec"):
+    """The progress bar every long run shows (on stderr, so stdout stays the command's output)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="rec", disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-                desc=desc)
+    return tqdm(total=total, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True, desc=desc)

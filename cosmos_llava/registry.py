@@ -59,6 +59,15 @@ class ModelSpec:
     def is_local(self) -> bool:
         return self.model is not None
 
+    def api_key(self) -> str | None:
+        """The endpoint's key from `api_key_env`; a named variable that is unset is a one-line error."""
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise CosmosLlavaError(f"model '{self.name}': the environment variable {self.api_key_env} is not set")
+        return key
+
 
 class RegistryError(CosmosLlavaError):
     """A registry file that cannot be used as written."""
@@ -218,9 +227,7 @@ class EndpointBackend:
         import httpx
 
         spec = self.spec
-        key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-        if spec.api_key_env and not key:
-            raise CosmosLlavaError(f"model '{spec.name}': the environment variable {spec.api_key_env} is not set")
+        key = spec.api_key()
         body = {"model": spec.endpoint_model, "messages": self.messages(conversation), "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": settings.max_new_tokens,
                 "temperature": settings.temperature, "top_p": settings.top_p}

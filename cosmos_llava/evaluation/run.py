@@ -29,11 +29,11 @@ from pathlib import Path
 
 from ..conversation import Conversation
 from ..errors import CosmosLlavaError, first_line
-from ..jobs import Appender, Job, finished_ids, read_records, run_jobs
+from ..jobs import Appender, Job, drop_ids, finished_ids, finished_records, progress_bar, read_records, run_jobs
 from ..text import answers_match, turkish_casefold
 from .judge import (judge100_messages, parse_pair_scores, parse_reason, parse_score100, relative_messages,
                     relative_score, relative_summary)
-from .metrics import by_category, mean_and_ci
+from .metrics import by_category, mean_and_ci, yes_no
 
 METRICS = ("judge100", "relative", "binary", "exact")
 JUDGE_METRICS = ("judge100", "relative")
@@ -165,7 +165,7 @@ def answer_local(loaded, name: str, items: list[Item], out: Path, settings: Answ
     budget = reasoning.max_new_tokens if reasoning is not None and reasoning.mode == "cot" else settings.max_new_tokens
     generation = GenerationSettings(settings.temperature, settings.top_p, budget, 1.0, settings.seed)
     writer = Appender(out)
-    bar = _progress(len(todo), f"answers {name}", settings.progress)
+    bar = progress_bar(len(todo), settings.progress, f"answers {name}", unit="row")
     batch_size = 1 if search else settings.batch_size
     try:
         for start in range(0, len(todo), batch_size):
@@ -220,10 +220,7 @@ def answer_endpoint(spec, items: list[Item], out: Path, settings: AnswerSettings
     reasoning = settings.reasoning
     if reasoning is not None and reasoning.mode != "cot":
         raise CosmosLlavaError(f"--reasoning {reasoning.mode} needs a local model; '{spec.name}' is an endpoint")
-    key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-    if spec.api_key_env and not key:
-        raise CosmosLlavaError(f"model '{spec.name}': the environment variable {spec.api_key_env} is not set")
-    client = ChatClient(Endpoint(spec.endpoint, spec.endpoint_model, key, timeout_s=spec.timeout_s))
+    client = ChatClient(Endpoint(spec.endpoint, spec.endpoint_model, spec.api_key(), timeout_s=spec.timeout_s))
     backend = EndpointBackend(spec)
     budget = reasoning.max_new_tokens if reasoning is not None else settings.max_new_tokens
     by_id = {item.id: item for item in items}
@@ -353,18 +350,6 @@ def judge_answers(metric: str, answers: list[dict], items: dict[str, Item], out:
 
 # ------------------------------------------------------------------------------------------- summary
 
-def _read_jsonl(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    finished_ids(path)  # drops a last line cut off by a kill; refuses a damaged file in one line
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            rows[str(row["id"])] = row
-    return rows
-
-
 def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for row in rows:
@@ -451,20 +436,12 @@ def summarise_model(name: str, items: list[Item], answers: dict[str, dict], judg
             if row["id"] in by_id:
                 row[metric] = {k: v for k, v in by_id[row["id"]].items() if k not in ("id", "raw")}
         if "binary" in metrics and row["answer_type"] == "yes_no":
-            from .metrics import yes_no
-
             row["binary"] = {"prediction": yes_no(row["answer"]) if row.get("answer") is not None else "unknown",
                              "label": yes_no(row["reference"])}
         if "exact" in metrics and row["answer_type"] == "short":
             row["exact"] = row.get("answer") is not None and answers_match(row["answer"], row["reference"])
         scored.append(row)
     return summary, scored
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="row", disable=not enabled, file=sys.stderr, dynamic_ncols=True, desc=desc)
 
 
 # ------------------------------------------------------------------------------------------- command
@@ -613,7 +590,7 @@ def run_eval(plan: EvalPlan, echo=lambda line: print(line, file=sys.stderr)) -> 
         else:
             done, before = answer_endpoint(spec, plan.items, answers_path, plan.answer)
         echo(f"{spec.name}: {done} answered now, {before} already done")
-        answers = _read_jsonl(answers_path)
+        answers = finished_records(answers_path)
         judged: dict[str, dict] = {}
         for metric in plan.metrics:
             if metric not in JUDGE_METRICS:
@@ -625,7 +602,7 @@ def run_eval(plan: EvalPlan, echo=lambda line: print(line, file=sys.stderr)) -> 
             echo(f"{spec.name} {metric}: {report.written} judged now, {report.already_done} already done"
                  + (f", {len(report.failed)} failed (rerun to retry)" if report.failed else "")
                  + f"; judge {usage.prompt_tokens:,} tokens in, {usage.completion_tokens:,} out")
-            judged[metric] = _read_jsonl(path)
+            judged[metric] = finished_records(path)
         summary["models"][spec.name], scored = summarise_model(spec.name, plan.items, answers, judged, plan.metrics)
         results.extend(scored)
     _write_atomic(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
@@ -638,10 +615,9 @@ def run_eval(plan: EvalPlan, echo=lambda line: print(line, file=sys.stderr)) -> 
 def forget_failures(path: Path) -> int:
     """Remove the rows recorded with an "error" from a results file, so this run tries them again
     (a judge that was down or too small, a context that was too short); returns how many."""
-    rows = list(_read_jsonl(path).values())
-    failed = [row for row in rows if row.get("error")]
+    failed = {id_ for id_, row in finished_records(path).items() if row.get("error")}
     if failed:
-        _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if not r.get("error")))
+        drop_ids(path, failed)
     return len(failed)
 
 
