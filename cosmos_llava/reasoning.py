@@ -18,6 +18,7 @@ endpoint. A verdict that cannot be read keeps the current leader and is counted.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -92,6 +93,7 @@ class ReasoningResult:
     judge_tokens: int = 0  # prompt + completion tokens the judge spent
     comparisons: int = 0
     unreadable_verdicts: int = 0
+    cancelled: bool = False  # stopped early (cancel_event): `stages` holds what had settled
     candidates: dict[str, list[str]] = field(default_factory=dict)  # what each search step chose from
 
     @property
@@ -216,11 +218,14 @@ def cot_prompt(loaded: LoadedModel, conversation: Conversation, max_new_tokens: 
 
 
 def reason(loaded: LoadedModel, conversation: Conversation, settings: ReasoningSettings, judge=None,
-           on_stage: Callable[[str, str], None] | None = None) -> ReasoningResult:
+           on_stage: Callable[[str, str], None] | None = None,
+           cancel_event: threading.Event | None = None) -> ReasoningResult:
     """Answer the conversation's last user message with reasoning (mode `settings.mode`, not "off").
 
     `on_stage(stage, text)` is called as each stage is settled (stage-beam), or once per stage at the
-    end (cot, best-of-n). The judge defaults to the model itself."""
+    end (cot, best-of-n). The judge defaults to the model itself. `cancel_event` stops a search between
+    stages and between comparisons (a batch being generated runs to its end): the result is then
+    `cancelled`, with the stages settled so far and the last of them as the answer."""
     settings.validate()
     if settings.mode == "off":
         raise CosmosLlavaError("reasoning mode 'off' has nothing to search; answer normally")
@@ -229,7 +234,7 @@ def reason(loaded: LoadedModel, conversation: Conversation, settings: ReasoningS
     if question is None or question.role != "user":
         raise CosmosLlavaError("the conversation must end with a user message")
     if settings.mode == "stage-beam":
-        result = _stage_beam(loaded, conversation, question, settings, judge, on_stage)
+        result = _stage_beam(loaded, conversation, question, settings, judge, on_stage, cancel_event)
     else:
         n = 1 if settings.mode == "cot" else settings.n
         prepared = cot_prompt(loaded, conversation, settings.max_new_tokens)
@@ -238,7 +243,10 @@ def reason(loaded: LoadedModel, conversation: Conversation, settings: ReasoningS
         result = ReasoningResult({}, settings.mode, False, generated_tokens=sum(s.completion_tokens for s in samples))
         if n > 1:
             result.candidates["trace"] = texts
-        best = _knockout(texts, question, "CONCLUSION", judge, result)
+        best = _knockout(texts, question, "CONCLUSION", judge, result, cancel_event)
+        if best is None:
+            result.cancelled = True
+            return result
         result.stages = read_stages(best)
         result.answer, result.well_formed = conclusion_of(best)
         for stage in COT_STAGES:
@@ -247,7 +255,7 @@ def reason(loaded: LoadedModel, conversation: Conversation, settings: ReasoningS
     return result
 
 
-def _stage_beam(loaded, conversation, question, settings, judge, on_stage) -> ReasoningResult:
+def _stage_beam(loaded, conversation, question, settings, judge, on_stage, cancel_event) -> ReasoningResult:
     base = reasoning_conversation(conversation)
     result = ReasoningResult({}, "stage-beam", True)
     for stage in COT_STAGES:
@@ -260,20 +268,30 @@ def _stage_beam(loaded, conversation, question, settings, judge, on_stage) -> Re
         texts = [_TAG.split(s.text)[0].strip() for s in samples]
         nonempty = [t for t in texts if t] or texts
         result.candidates[stage] = texts
-        result.stages[stage] = _knockout(nonempty, question, stage, judge, result)
-        if on_stage is not None:
-            on_stage(stage, result.stages[stage])
-    result.answer = result.stages["CONCLUSION"]
+        winner = _knockout(nonempty, question, stage, judge, result, cancel_event)
+        if winner is not None:
+            result.stages[stage] = winner
+            if on_stage is not None:
+                on_stage(stage, winner)
+        if winner is None or (stage != COT_STAGES[-1] and cancel_event is not None and cancel_event.is_set()):
+            result.cancelled, result.well_formed = True, False
+            break
+    settled = [stage for stage in COT_STAGES if stage in result.stages]
+    result.answer = result.stages[settled[-1]].strip() if settled else ""
     return result
 
 
-def _knockout(candidates: list[str], question: Turn, stage: str, judge, result: ReasoningResult) -> str:
+def _knockout(candidates: list[str], question: Turn, stage: str, judge, result: ReasoningResult,
+              cancel_event: threading.Event | None = None) -> str | None:
     """The winner of pairwise comparisons: the leader meets each challenger in turn. Presentation
-    order alternates, so a judge's position bias does not always favour the leader."""
+    order alternates, so a judge's position bias does not always favour the leader. None when
+    `cancel_event` is set before a comparison."""
     leader = candidates[0]
     for index, challenger in enumerate(candidates[1:]):
         if challenger.strip() == leader.strip():
             continue
+        if cancel_event is not None and cancel_event.is_set():
+            return None
         flipped = index % 2 == 1
         first, second = (challenger, leader) if flipped else (leader, challenger)
         verdict, tokens = judge.compare(question, first, second, stage)

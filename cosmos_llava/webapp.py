@@ -278,22 +278,6 @@ def reasoning_steps(backend, conversation: Conversation, settings: GenerationSet
     yield stage_messages(stages, names, answer=answer), (answer, figures)
 
 
-class _Stopped(Exception):
-    """The user pressed Stop during a reasoning search."""
-
-
-class _StoppableJudge:
-    """The judge, refusing to start another comparison once the user has pressed Stop."""
-
-    def __init__(self, judge, cancel: threading.Event):
-        self.judge, self.cancel = judge, cancel
-
-    def compare(self, *args):
-        if self.cancel.is_set():
-            raise _Stopped
-        return self.judge.compare(*args)
-
-
 def _search_steps(loaded, conversation: Conversation, reasoning: ReasoningSettings, cancel: threading.Event,
                   names: dict[str, str]):
     """stage-beam / best-of-n: `reason` runs on a worker thread and reports each stage as it settles.
@@ -303,16 +287,10 @@ def _search_steps(loaded, conversation: Conversation, reasoning: ReasoningSettin
 
     def on_stage(stage: str, text: str) -> None:
         events.put(("stage", stage, text))
-        # stage-beam: before searching the next stage (best-of-n reports stages only once all is done)
-        if reasoning.mode == "stage-beam" and stage != COT_STAGES[-1] and cancel.is_set():
-            raise _Stopped
 
     def work() -> None:
         try:
-            events.put(("done", reason(loaded, conversation, reasoning, _StoppableJudge(SelfJudge(loaded), cancel),
-                                       on_stage), None))
-        except _Stopped:
-            events.put(("stopped", None, None))
+            events.put(("done", reason(loaded, conversation, reasoning, SelfJudge(loaded), on_stage, cancel), None))
         except BaseException as exc:  # noqa: BLE001 - raised again on the listening side
             events.put(("error", exc, None))
 
@@ -339,12 +317,10 @@ def _search_steps(loaded, conversation: Conversation, reasoning: ReasoningSettin
             worker.join()  # the model stays leased until its work has stopped
     if kind == "error":
         raise value
-    if kind == "stopped":
-        settled = [stage for stage in COT_STAGES if stage in stages]
-        answer = stages[settled[-1]].strip() if settled else ""
-        yield stage_messages(stages, names, answer=answer), (answer, {"stopped": True})
-        return
     result = value
+    if result.cancelled:
+        yield stage_messages(result.stages, names, answer=result.answer), (result.answer, {"stopped": True})
+        return
     figures = {"tokens": result.generated_tokens, "judge_tokens": result.judge_tokens,
                "comparisons": result.comparisons, "unreadable": result.unreadable_verdicts}
     stages = dict(result.stages)
