@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -137,3 +138,15 @@ def completion(text: str, prompt_tokens: int = 10, completion_tokens: int = 5) -
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}}
+
+
+@contextmanager
+def served_app(demo, options: dict, queue: bool = True):
+    """A Gradio app on a free loopback port in this process; yields its URL and closes it on exit."""
+    port = free_port()
+    (demo.queue() if queue else demo).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                             quiet=True, **options)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from annotate import human
-from loopback import free_port
+from loopback import served_app
 from annotate.human import AnnotateError, PairError, PairStore, build_app, find_images, human_main, launch_options
 
 
@@ -302,14 +302,8 @@ def served(tmp_path):
     out = tmp_path / "qa.json"
     existing = pair("a-1", "a.png", "ocr", "Ne yazıyor?", "Dur.")
     out.write_text(json.dumps([existing], ensure_ascii=False, indent=2), encoding="utf-8")
-    demo = build_app(images, out)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(images))
-    try:
-        yield f"http://127.0.0.1:{port}/", out, existing
-    finally:
-        demo.close()
+    with served_app(build_app(images, out), launch_options(images), queue=False) as url:
+        yield url, out, existing
 
 
 def test_browser_keyboard_flow_writes_exact_rows(browser_page, served):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import tiny
-from loopback import free_port
+from loopback import served_app
 
 from cosmos_llava.generation import GenerationSettings
 from cosmos_llava.registry import ModelSpec, Registry
@@ -115,25 +115,16 @@ def wait_for_reply(page, n: int) -> None:
 
 
 def test_app_without_models_says_how_to_add_them(browser_page, tmp_path):
-    demo = build_app(None, str(tmp_path / "arena.db"))
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    try:
-        browser_page.goto(f"http://127.0.0.1:{port}/")
+    with served_app(build_app(None, str(tmp_path / "arena.db")), launch_options(), queue=False) as url:
+        browser_page.goto(url)
         text = browser_page.locator("#no-models").inner_text(timeout=30_000)
         assert "Henüz model yok" in text and "python app.py --models models.yaml" in text
-    finally:
-        demo.close()
 
 
 def test_chat_in_a_real_browser(browser_page, registry, images, tmp_path):
-    demo = build_app(registry, str(tmp_path / "arena.db"))
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        **launch_options())
-    page = browser_page
-    try:
-        page.goto(f"http://127.0.0.1:{port}/")
+    with served_app(build_app(registry, str(tmp_path / "arena.db")), launch_options()) as url:
+        page = browser_page
+        page.goto(url)
         box = page.locator("#chat-input")
         box.locator("input[type=file]").set_input_files(images[0])
         box.locator("textarea").fill("Bu görselde ne var?")
@@ -160,8 +151,6 @@ def test_chat_in_a_real_browser(browser_page, registry, images, tmp_path):
         page.wait_for_function("() => document.querySelector('#chat-input textarea').value === 'Bu ne?'",
                                timeout=15_000)
         assert page.locator('#chat-history [data-testid="bot"]').count() == 2
-    finally:
-        demo.close()
 
 
 # --------------------------------------------------------------------------------------------- arena
@@ -233,13 +222,9 @@ def test_arena_failure_does_not_reveal_names(registry, tmp_path, images):
 
 
 def test_arena_and_leaderboard_in_a_real_browser(browser_page, registry, tmp_path):
-    demo = build_app(registry, str(tmp_path / "arena.db"), bootstrap_rounds=20)
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        **launch_options())
-    page = browser_page
-    try:
-        page.goto(f"http://127.0.0.1:{port}/")
+    with served_app(build_app(registry, str(tmp_path / "arena.db"), bootstrap_rounds=20), launch_options()) as url:
+        page = browser_page
+        page.goto(url)
         page.get_by_role("tab", name=TR["arena"]).click()
         assert page.locator("#vote-a").is_disabled()
         box = page.locator("#arena-input")
@@ -265,8 +250,6 @@ def test_arena_and_leaderboard_in_a_real_browser(browser_page, registry, tmp_pat
         assert "Tiny LLaMA" in table and "Tiny Mistral" in table
         assert "1 kör oy, 2 model" in page.locator("#leaderboard-summary").inner_text()
         page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
-    finally:
-        demo.close()
 
 
 def test_export_battles_then_leaderboard_cli(tmp_path):
@@ -294,12 +277,8 @@ def test_chat_and_arena_through_the_api(registry, images, tmp_path):
     """People can script evaluations: gradio_client drives the chat and a whole arena battle."""
     from gradio_client import Client, handle_file
 
-    demo = build_app(registry, str(tmp_path / "arena.db"), bootstrap_rounds=10)
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        **launch_options())
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with served_app(build_app(registry, str(tmp_path / "arena.db"), bootstrap_rounds=10), launch_options()) as url:
+        client = Client(url, verbose=False)
         history, box = client.predict({"text": "Bu ne renk?", "files": [handle_file(images[0])]}, [], "Tiny LLaMA",
                                       0.0, 0.9, 16, api_name="/chat")
         assert [m["role"] for m in history] == ["user", "user", "assistant"] and history[-1]["content"]
@@ -324,8 +303,6 @@ def test_chat_and_arena_through_the_api(registry, images, tmp_path):
         assert [b["winner"] for b in ArenaStore(tmp_path / "arena.db").rating_battles()] == ["model_a"]
         summary, table, *_ = client.predict(api_name="/leaderboard")
         assert "1 kör oy, 2 model" in summary and "Tiny LLaMA" in table
-    finally:
-        demo.close()
 
 
 def test_both_languages_label_everything():

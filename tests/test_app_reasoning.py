@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import tiny
-from loopback import ScriptedEndpoint, free_port
+from loopback import ScriptedEndpoint, served_app
 from test_generation import ScriptedHead
 
 from cosmos_llava.generation import GenerationSettings
@@ -258,12 +258,8 @@ def test_endpoint_cot_and_searches_refused(image):
 def test_reasoning_through_the_api(cot_registry, scripted, tmp_path):
     from gradio_client import Client
 
-    demo = build_app(cot_registry, str(tmp_path / "arena.db"))
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        **launch_options())
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with served_app(build_app(cot_registry, str(tmp_path / "arena.db")), launch_options()) as url:
+        client = Client(url, verbose=False)
         history, box = client.predict({"text": "Bu daire kırmızı mı?", "files": []}, [], MODEL, 0.0, 0.9, 200, "cot",
                                       4, api_name="/chat")
         reply = [(m["role"], (m.get("metadata") or {}).get("title"), (m.get("metadata") or {}).get("status"),
@@ -277,18 +273,12 @@ def test_reasoning_through_the_api(cot_registry, scripted, tmp_path):
         refused, box = client.predict({"text": "Peki?", "files": []}, history, MODEL, 0.0, 0.9, 200, "stage-beam", 4,
                                       api_name="/chat")  # greedy search: refused with a warning
         assert len(refused) == 5 and box["text"] == "Peki?"
-    finally:
-        demo.close()
 
 
 def test_reasoning_in_a_real_browser(browser_page, cot_registry, scripted, tmp_path):
-    demo = build_app(cot_registry, str(tmp_path / "arena.db"))
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        **launch_options())
-    page = browser_page
-    try:
-        page.goto(f"http://127.0.0.1:{port}/")
+    with served_app(build_app(cot_registry, str(tmp_path / "arena.db")), launch_options()) as url:
+        page = browser_page
+        page.goto(url)
         page.locator("#chat-settings").get_by_text(TR["settings"]).click()
         assert page.locator("#chat-candidates input[type=number]").is_disabled()
         candidates_disabled = "() => document.querySelector('#chat-candidates input[type=number]').disabled"
@@ -313,5 +303,3 @@ def test_reasoning_in_a_real_browser(browser_page, cot_registry, scripted, tmp_p
                                timeout=15_000)  # ... and open on a click
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "reasoning.png"), full_page=True)
-    finally:
-        demo.close()
