@@ -194,3 +194,19 @@ def _scene(folder):
     path = folder.parent / "scene.png"
     tiny.solid_image().save(path)
     return path
+
+
+def test_cancel_stops_between_stages_and_comparisons(loaded, question):
+    import threading
+
+    cancel = threading.Event()
+    settings = ReasoningSettings("stage-beam", n=2, temperature=1.0, stage_max_tokens=4, seed=2)
+    result = reason(loaded, question, settings, on_stage=lambda stage, text: cancel.set(), cancel_event=cancel)
+    assert result.cancelled and list(result.stages) == ["SUMMARY"]
+    assert result.answer == result.stages["SUMMARY"] and list(result.candidates) == ["SUMMARY"]
+
+    cancel.set()  # already set: best-of-n generates its traces, then stops before the first comparison
+    result = reason(loaded, question, ReasoningSettings("best-of-n", n=3, temperature=1.0, max_new_tokens=6, seed=2),
+                    cancel_event=cancel)
+    assert result.cancelled and (result.stages, result.answer, result.comparisons) == ({}, "", 0)
+    assert len(result.candidates["trace"]) == 3
