@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chat template when the LLM has none (or to override its own)")
     p.add_argument("--image-aspect-ratio", choices=("pad", "resize"), default="pad",
                    help="pad: pad to square with the mean colour first (LLaVA-1.5)")
-    p.add_argument("--vision-feature-layer", type=int, default=-2)
+    p.add_argument("--vision-feature-layer", type=_layers, default=-2, metavar="N[,N...]",
+                   help="vision tower layer(s) the projector reads (default -2, LLaVA's); several, e.g. 0,-2, "
+                        "are concatenated per patch")
     p.add_argument("--dtype", default="auto", help="dtype to load and save the parts in (auto: as stored)")
     p.add_argument("--seed", type=int, default=0, help="seed for the projector's initialisation")
     p.add_argument("--system-prompt", default=None,
@@ -90,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="JSONL file to write")
     p.add_argument("--mode", choices=("blind", "named"), default="blind")
     return parser
+
+
+def _layers(text: str) -> int | list[int]:
+    try:
+        layers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a layer number or a comma-separated list, got '{text}'") from None
+    return layers[0] if len(layers) == 1 else layers
 
 
 def run(args: argparse.Namespace) -> int:

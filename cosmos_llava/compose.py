@@ -123,7 +123,7 @@ def assemble_llava(
     chat_template: str,
     template_name: str | None,
     projector_state: dict[str, torch.Tensor] | None = None,
-    vision_feature_layer: int = -2,
+    vision_feature_layer: int | list[int] = -2,
     select_strategy: str | None = None,
     pad_to_square: bool = True,
     generation_config: GenerationConfig | None = None,
@@ -259,14 +259,16 @@ def compose(
     out: str | Path | None = None,
     template: str | None = None,
     pad_to_square: bool = True,
-    vision_feature_layer: int = -2,
+    vision_feature_layer: int | list[int] = -2,
     dtype="auto",
     seed: int = 0,
     system_prompt: str | None = None,
 ):
     """Build a new LLaVA from `vision` (CLIP/SigLIP) and `llm` (causal LM); save to `out` if given.
 
-    `system_prompt` is recorded as the model's default (None: the default Turkish one; "": none)."""
+    `system_prompt` is recorded as the model's default (None: the default Turkish one; "": none).
+    `vision_feature_layer` is one layer of the tower (LLaVA: -2) or several, concatenated per patch
+    before the projector (transformers' Llava supports both)."""
     if projector not in PROJECTOR_TYPES:
         raise CosmosLlavaError(f"unknown projector '{projector}'; choose one of: {', '.join(PROJECTOR_TYPES)}")
     vision_encoder, source_processor = load_vision_encoder(vision, dtype=dtype)

@@ -91,6 +91,27 @@ def test_compose_cli(parts, tmp_path):
     assert AutoModelForImageTextToText.from_pretrained(out).config.projector_hidden_act == "linear"
 
 
+def test_several_vision_layers_are_concatenated_per_patch(parts, tmp_path):
+    """--vision-feature-layer 0,-2: the projector reads the tower's embedding output and its second-to-last
+    layer side by side (twice the width), exactly as computed from the tower itself."""
+    out = tmp_path / "m"
+    result = run_cli("compose", "--vision", parts["clip"], "--llm", parts["llama3"], "--vision-feature-layer", "0,-2",
+                     "--out", out)
+    assert result.returncode == 0, result.stderr
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    processor = AutoProcessor.from_pretrained(out)
+    assert model.config.vision_feature_layer == [0, -2]
+    width = model.config.vision_config.hidden_size
+    assert model.model.multi_modal_projector.linear_1.in_features == 2 * width
+    inputs = inputs_for(processor, QUESTION, [tiny.solid_image()])
+    hidden = CLIPVisionModel.from_pretrained(parts["clip"])(inputs["pixel_values"], output_hidden_states=True).hidden_states
+    expected = model.model.multi_modal_projector(torch.cat([hidden[0][:, 1:], hidden[-2][:, 1:]], dim=-1))[0]
+    torch.testing.assert_close(model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output[0], expected)
+    bad = run_cli("compose", "--vision", parts["clip"], "--llm", parts["llama3"], "--vision-feature-layer", "0,x",
+                  "--out", tmp_path / "x")
+    assert bad.returncode == 2 and "expected a layer number or a comma-separated list, got '0,x'" in bad.stderr
+
+
 def test_compose_without_any_template_says_how_to_fix(parts, tmp_path):
     result = run_cli("compose", "--vision", parts["clip"], "--llm", parts["mistral"], "--out", tmp_path / "x")
     assert result.returncode == 1
