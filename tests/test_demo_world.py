@@ -328,7 +328,7 @@ def training(records):
 def test_instruction_rows_shape(records, training):
     assert len(training) == 6 * len(records) and len({r["id"] for r in training}) == len(training)
     categories = Counter(r["category"] for r in training)
-    assert set(categories) == {*teacher.SCORED_CATEGORIES, "betimleme", "karmaşık", "sohbet"}
+    assert set(categories) == {*teacher.SCORED_CATEGORIES, "betimleme", "karmaşık", "sohbet", "soru-cevap"}
     for row in training:
         turns = row["conversations"]
         assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
@@ -337,6 +337,10 @@ def test_instruction_rows_shape(records, training):
         assert row["answer_type"] in ("yes_no", "short", "open")
         if row["category"] == "sohbet":
             assert 2 <= len(turns) // 2 <= 4
+        elif row["category"] == "soru-cevap":  # several short questions on one image, none asked twice
+            questions = [t["value"].removeprefix("<image>\n") for t in turns[::2]]
+            assert 1 <= len(questions) <= 6 and len(set(questions)) == len(questions)
+            assert all(q.endswith(SUFFIX) for q in questions)
         else:
             assert len(turns) == 2
         for human, gpt in zip(turns[::2], turns[1::2]):
@@ -352,11 +356,18 @@ def test_instruction_rows_shape(records, training):
 
 def test_training_yes_no_is_balanced_per_sub_kind(training):
     rows = [r for r in training if r["category"] == "evet/hayır"]
-    assert len(rows) > 400
+    assert len(rows) > 200
+    # Yes and no alternate per sub-kind over every yes/no question asked, single rows and the turns of
+    # "soru-cevap" rows together; those turns do not record their sub-kind, so the single rows alone
+    # are only roughly balanced per sub-kind, and all yes/no answers together closely.
     for sub in teacher.YES_NO_KINDS:
         answers = [yes_no(r["conversations"][1]["value"]) for r in rows if r["subcategory"] == sub]
-        assert len(answers) > 60 and set(answers) == {"yes", "no"}
-        assert 0.45 <= answers.count("yes") / len(answers) <= 0.55, sub
+        assert len(answers) > 40 and set(answers) == {"yes", "no"}
+        assert 0.35 <= answers.count("yes") / len(answers) <= 0.65, sub
+    every = [yes_no(r["conversations"][1]["value"]) for r in rows]
+    every += [{"Evet.": "yes", "Hayır.": "no"}[t["value"]] for r in training if r["category"] == "soru-cevap"
+              for t in r["conversations"][1::2] if t["value"] in ("Evet.", "Hayır.")]
+    assert len(every) > 1000 and 0.47 <= every.count("yes") / len(every) <= 0.53
 
 
 def test_training_answers_are_true(records, training):

@@ -17,7 +17,8 @@ Question types (`category`, `answer_type`), each with three or four phrasings pi
 - training only: "betimleme" (open; every shape with colour, size and position), "karmaşık" (open;
   which is bigger/smaller, left/right/above/below of another, how many more of one kind) and "sohbet"
   (open; 2-4 turns of distinct types among the four scored ones and "karmaşık", on one image, the
-  `<image>` marker only in the first human turn).
+  `<image>` marker only in the first human turn) and "soru-cevap" (short; 3-6 distinct scored questions
+  on one image, each in the short style).
 
 Answer styles. The short style is what the test scores: "Evet." / "Hayır." for yes/no, the bare word or
 digit otherwise ("kırmızı", "3", "solda"). A question asked in the short style ends with the line
@@ -73,8 +74,12 @@ _DETAIL_PROMPTS = (
     "Görseli ayrıntılı bir şekilde açıkla.",
 )
 # Row mix of `instruction_rows`: the scored types dominate; yes/no has four sub-kinds to cover.
-_MIX = {"evet/hayır": 0.30, "renk": 0.14, "sayma": 0.14, "konum": 0.14, "betimleme": 0.08, "karmaşık": 0.08,
-        "sohbet": 0.12}
+# "soru-cevap" packs several short questions about one image into one conversation, as LLaVA-1.5 does with
+# VQA data: the image and the template are paid for once, and most supervised tokens are answers that
+# need the image.
+_MIX = {"evet/hayır": 0.16, "renk": 0.08, "sayma": 0.08, "konum": 0.08, "betimleme": 0.08, "karmaşık": 0.08,
+        "sohbet": 0.12, "soru-cevap": 0.32}
+_BATCH_TURNS = (3, 6)  # questions in a "soru-cevap" row
 _AXES = {"yatay": ("sol", "sağ"), "dikey": ("üst", "alt")}  # direction words along each axis
 
 
@@ -469,6 +474,18 @@ def instruction_rows(records: list[dict], rng: random.Random, per_scene: int, lo
             if kind in SCORED_CATEGORIES:
                 q, a, answer_type, sub = teacher.scored_turn(kind, shapes)
                 rows.append(teacher.row(record, "i", [(q, a)], kind, answer_type, sub))
+                continue
+            if kind == "soru-cevap":
+                wanted, turns = rng.randint(*_BATCH_TURNS), []
+                for _ in range(4 * wanted):  # distinct questions; a small scene may offer fewer
+                    category = rng.choice((*SCORED_CATEGORIES, "evet/hayır"))  # yes/no has four sub-kinds
+                    spec = teacher.yes_no(shapes) if category == "evet/hayır" else teacher.short(category, shapes)
+                    q, short, _ = spec.render(rng)
+                    if all(q != asked.split("\n")[0] for asked, _ in turns):
+                        turns.append((f"{q}\n{SHORT_SUFFIX}", short))
+                    if len(turns) == wanted:
+                        break
+                rows.append(teacher.row(record, "i", turns, "soru-cevap", "short"))
                 continue
             if kind == "sohbet":
                 wanted, turns = rng.randint(2, 4), []
