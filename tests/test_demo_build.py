@@ -33,6 +33,9 @@ def test_quick_rebuild_from_scratch(tmp_path):
         assert 0 < weights <= 15 * 2**20, (name, weights)
         card = (models / name / "README.md").read_text(encoding="utf-8")
         assert "python -m cosmos_llava.demo build" in card and "| yes/no accuracy |" in card
+        recorded = json.loads((models / name / "scores.json").read_text(encoding="utf-8"))
+        assert set(recorded["held_out"]) == set(scores) and recorded["questions_per_category"] == 25
+        assert 0 < recorded["build_seconds"] < 900
 
     # What python app.py serves when models/demo.yaml is there: both models, the note, world examples.
     from cosmos_llava.webapp import build_app, load_app_registry
@@ -44,3 +47,14 @@ def test_quick_rebuild_from_scratch(tmp_path):
     demo = build_app(registry, str(tmp_path / "arena.db"))
     ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
     assert {"registry-note", "chat-examples"} <= ids
+
+    # A rerun continues: every step is skipped, only export and eval run again, and the reported build
+    # time still counts the steps of the first run (their markers keep their seconds).
+    first = json.loads((models / STRONG / "scores.json").read_text(encoding="utf-8"))["build_seconds"]
+    steps = sum(json.loads(m.read_text(encoding="utf-8"))["seconds"] for m in (tmp_path / "work").glob(".done-*"))
+    again = run_python("-m", "cosmos_llava.demo", "build", "--quick", "--work", tmp_path / "work",
+                       "--out", tmp_path / "models", "--no-progress", timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("done earlier, skipped") == 7  # data, LM, CLIP, compose, stage 1, two stage 2s
+    second = json.loads((models / STRONG / "scores.json").read_text(encoding="utf-8"))["build_seconds"]
+    assert steps < first and steps < second < steps + 120

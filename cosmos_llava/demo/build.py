@@ -35,12 +35,18 @@ class BuildPlan:
     test_per_type: int = 100
     instructions_per_scene: int = 4
     vocab_size: int = 1024
-    lm_steps: int = 300
+    lm_steps: int = 200
     clip_steps: int = 600
     stage1_epochs: float = 1.0
-    stage2_epochs: float = 2.0
+    stage2_epochs: float = 3.5
     weak_fraction: float = 0.1  # of stage 2's epochs, for the weaker contestant
     image_size: int = 96
+    patch_size: int = 16
+    text_hidden: int = 128
+    text_layers: int = 4
+    # The projector reads the tower's embedding output (exact colour and absolute position per patch) next
+    # to its second-to-last layer (shape), as several-layer LLaVA variants do.
+    vision_layers: tuple[int, ...] = (0, -2)
     seed: int = 1  # training scenes; the test scenes use seed + 1000
 
     @classmethod
@@ -50,17 +56,29 @@ class BuildPlan:
                    clip_steps=60, stage1_epochs=1.0, stage2_epochs=2.0)
 
 
+_STARTED: dict[str, float] = {}
+
+
 def _step(work: Path, name: str, echo) -> bool:
     """True when the step still has to run (its marker file is missing)."""
     if (work / f".done-{name}").exists():
         echo(f"[{name}] done earlier, skipped")
         return False
     echo(f"[{name}] ...")
+    _STARTED[name] = time.perf_counter()
     return True
 
 
 def _done(work: Path, name: str, info: dict | None = None) -> None:
-    (work / f".done-{name}").write_text(json.dumps(info or {}, ensure_ascii=False), encoding="utf-8")
+    """The step's marker, with what it reported and how long it took (summed into the build time)."""
+    seconds = round(time.perf_counter() - _STARTED.pop(name), 1)
+    (work / f".done-{name}").write_text(json.dumps({**(info or {}), "seconds": seconds}, ensure_ascii=False),
+                                        encoding="utf-8")
+
+
+def step_seconds(work: Path) -> float:
+    """The time of every finished step, also those of earlier, interrupted runs of this build."""
+    return sum(json.loads(marker.read_text(encoding="utf-8")).get("seconds", 0.0) for marker in work.glob(".done-*"))
 
 
 def _write_json(path: Path, rows) -> None:
@@ -98,8 +116,9 @@ def base_models(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
         # The tokenizer also sees the questions as asked, so their words are single tokens too.
         texts += [turn["value"].replace("<image>\n", "") for row in instructions for turn in row["conversations"]]
         tokenizer = pretrain.train_tokenizer(texts, work / "llm", plan.vocab_size)
-        info = pretrain.pretrain_lm(texts, tokenizer, work / "llm", pretrain.TextShape(), plan.lm_steps,
-                                    progress=progress)
+        shape = pretrain.TextShape(hidden_size=plan.text_hidden, layers=plan.text_layers,
+                                   intermediate_size=3 * plan.text_hidden)
+        info = pretrain.pretrain_lm(texts, tokenizer, work / "llm", shape, plan.lm_steps, progress=progress)
         _done(work, "language-model", info)
         echo(f"  language model: {info}")
     if _step(work, "vision-encoder", echo):
@@ -108,15 +127,16 @@ def base_models(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
         tokenizer = AutoTokenizer.from_pretrained(work / "llm")
         scenes = json.loads((data / "train" / "scenes.json").read_text(encoding="utf-8"))
         pairs = [(data / "train" / s["image"], caption) for s in scenes for caption in s["captions"]]
-        info = pretrain.pretrain_clip(pairs, tokenizer, work / "clip", pretrain.VisionShape(image_size=plan.image_size),
-                                      plan.clip_steps, progress=progress)
+        shape = pretrain.VisionShape(image_size=plan.image_size, patch_size=plan.patch_size)
+        info = pretrain.pretrain_clip(pairs, tokenizer, work / "clip", shape, plan.clip_steps, progress=progress)
         _done(work, "vision-encoder", info)
         echo(f"  vision encoder: {info}")
     if _step(work, "compose", echo):
         from ..compose import compose
 
+        layers = plan.vision_layers[0] if len(plan.vision_layers) == 1 else list(plan.vision_layers)
         compose(str(work / "clip"), str(work / "llm"), projector="mlp2x_gelu", out=work / "base", template="llama3",
-                system_prompt="")
+                system_prompt="", vision_feature_layer=layers)
         _done(work, "compose")
 
 
@@ -204,19 +224,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - start:7.1f}s] {line}", file=sys.stderr, flush=True)
 
     plan_file = work / "plan.json"
-    if plan_file.exists() and json.loads(plan_file.read_text()) != asdict(plan):
+    if plan_file.exists() and json.loads(plan_file.read_text()) != json.loads(json.dumps(asdict(plan))):
         raise CosmosLlavaError(f"{work} was built with another plan; use --fresh or another --work")
     plan_file.write_text(json.dumps(asdict(plan)), encoding="utf-8")
     make_data(work, plan, echo)
     base_models(work, plan, not args.no_progress, echo)
     stages(work, plan, not args.no_progress, echo)
     out = Path(args.out)
+    finishing = time.perf_counter()
     echo("[export] ...")
     export(work, out, [STRONG, WEAK], echo)
     echo("[eval] ...")
     summary = evaluate(work, out, [STRONG, WEAK], not args.no_progress, echo)
     figures = {name: scores(summary, name) for name in (STRONG, WEAK)}
-    seconds = time.perf_counter() - start
+    # The build's time: its steps (of this run or an interrupted earlier one), then export and eval now.
+    seconds = step_seconds(work) + time.perf_counter() - finishing
     write_cards(out, work, plan, figures, seconds)
     (work / "scores.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
     for name, values in figures.items():
@@ -259,10 +281,12 @@ for both models:
 1. {plan.train_scenes} scenes drawn at {plan.image_size} px (seed {plan.seed}); the rule-based Turkish teacher
    (`cosmos_llava/demo/teacher.py`) wrote captions, {plan.instructions_per_scene} instruction rows per scene
    (yes/no, colour, counting, position, descriptions, reasoning, multi-turn) and the text for the LM.
-2. A byte-level BPE tokenizer ({plan.vocab_size} tokens) and a LLaMA-architecture LM (4 layers, hidden 256)
-   pretrained on that text ({plan.lm_steps} steps); a CLIP-architecture vision encoder (ViT, 4 layers, hidden
-   128, 16 px patches) pretrained contrastively on the image-caption pairs ({plan.clip_steps} steps).
-3. `compose` (mlp2x_gelu projector, llama3 chat template, no system prompt), then `training/` unchanged:
+2. A byte-level BPE tokenizer ({plan.vocab_size} tokens at most) and a LLaMA-architecture LM ({plan.text_layers}
+   layers, hidden {plan.text_hidden}) pretrained on that text ({plan.lm_steps} steps); a CLIP-architecture vision
+   encoder (ViT, 4 layers, hidden 128, {plan.patch_size} px patches) pretrained contrastively on the
+   image-caption pairs ({plan.clip_steps} steps).
+3. `compose` (mlp2x_gelu projector reading vision layer(s) {", ".join(map(str, plan.vision_layers))}, llama3 chat
+   template, no system prompt), then `training/` unchanged:
    stage 1 (`training/configs/demo_stage1.yaml`) and {recipe[name]}
    (`training/configs/demo_stage2.yaml`: full, vision tower tuned too).
 4. Saved in float16.
@@ -275,6 +299,10 @@ cevap ver." as in training.
 {chr(10).join(table)}
 """
         (out / name / "README.md").write_text(card, encoding="utf-8")
+        # The same figures for machines (tests/test_demo_models.py checks the committed models against them).
+        (out / name / "scores.json").write_text(json.dumps(
+            {"held_out": figures[name], "test_seed": plan.seed + 1000, "questions_per_category": plan.test_per_type,
+             "build_seconds": round(seconds)}, indent=1), encoding="utf-8")
     write_registry(out, work)
 
 
