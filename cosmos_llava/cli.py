@@ -94,12 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _layers(text: str) -> int | list[int]:
+def _layers(text: str) -> list[int]:
     try:
-        layers = [int(part) for part in text.split(",")]
+        return [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a layer number or a comma-separated list, got '{text}'") from None
-    return layers[0] if len(layers) == 1 else layers
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ and the folder still loads everywhere `llava` does. The projector type is record
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -123,7 +124,7 @@ def assemble_llava(
     chat_template: str,
     template_name: str | None,
     projector_state: dict[str, torch.Tensor] | None = None,
-    vision_feature_layer: int | list[int] = -2,
+    vision_feature_layer: int | Sequence[int] = -2,
     select_strategy: str | None = None,
     pad_to_square: bool = True,
     generation_config: GenerationConfig | None = None,
@@ -153,6 +154,9 @@ def assemble_llava(
     # Exactly the number of features the tower yields per image, so placeholders and features agree.
     num_image_tokens = (height // patch) * (width // patch) + extra_tokens - (select_strategy == "default")
 
+    # One layer is stored as a number, as LLaVA checkpoints have it; several as a list.
+    layers = [vision_feature_layer] if isinstance(vision_feature_layer, int) else list(vision_feature_layer)
+    layers = layers[0] if len(layers) == 1 else layers
     text_config = language_model.config
     config = LlavaConfig(
         vision_config=vision_config.to_dict(),
@@ -160,7 +164,7 @@ def assemble_llava(
         image_token_index=image_token_id,
         image_seq_length=num_image_tokens,
         projector_hidden_act="gelu" if projector == "mlp2x_gelu" else "linear",
-        vision_feature_layer=vision_feature_layer,
+        vision_feature_layer=layers,
         vision_feature_select_strategy=select_strategy,
         multimodal_projector_bias=True,
         tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
@@ -259,7 +263,7 @@ def compose(
     out: str | Path | None = None,
     template: str | None = None,
     pad_to_square: bool = True,
-    vision_feature_layer: int | list[int] = -2,
+    vision_feature_layer: int | Sequence[int] = -2,
     dtype="auto",
     seed: int = 0,
     system_prompt: str | None = None,

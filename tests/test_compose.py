@@ -107,6 +107,8 @@ def test_several_vision_layers_are_concatenated_per_patch(parts, tmp_path):
     hidden = CLIPVisionModel.from_pretrained(parts["clip"])(inputs["pixel_values"], output_hidden_states=True).hidden_states
     expected = model.model.multi_modal_projector(torch.cat([hidden[0][:, 1:], hidden[-2][:, 1:]], dim=-1))[0]
     torch.testing.assert_close(model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output[0], expected)
+    single, _ = compose(str(parts["clip"]), str(parts["llama3"]), vision_feature_layer=[-2])
+    assert single.config.vision_feature_layer == -2  # one layer is stored as a number, as LLaVA has it
     bad = run_cli("compose", "--vision", parts["clip"], "--llm", parts["llama3"], "--vision-feature-layer", "0,x",
                   "--out", tmp_path / "x")
     assert bad.returncode == 2 and "expected a layer number or a comma-separated list, got '0,x'" in bad.stderr

@@ -134,9 +134,8 @@ def base_models(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
     if _step(work, "compose", echo):
         from ..compose import compose
 
-        layers = plan.vision_layers[0] if len(plan.vision_layers) == 1 else list(plan.vision_layers)
         compose(str(work / "clip"), str(work / "llm"), projector="mlp2x_gelu", out=work / "base", template="llama3",
-                system_prompt="", vision_feature_layer=layers)
+                system_prompt="", vision_feature_layer=plan.vision_layers)
         _done(work, "compose")
 
 
@@ -224,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - start:7.1f}s] {line}", file=sys.stderr, flush=True)
 
     plan_file = work / "plan.json"
-    if plan_file.exists() and json.loads(plan_file.read_text()) != json.loads(json.dumps(asdict(plan))):
+    recorded = json.dumps(asdict(plan))
+    if plan_file.exists() and json.loads(plan_file.read_text()) != json.loads(recorded):  # tuples come back as lists
         raise CosmosLlavaError(f"{work} was built with another plan; use --fresh or another --work")
-    plan_file.write_text(json.dumps(asdict(plan)), encoding="utf-8")
+    plan_file.write_text(recorded, encoding="utf-8")
     make_data(work, plan, echo)
     base_models(work, plan, not args.no_progress, echo)
     stages(work, plan, not args.no_progress, echo)
@@ -299,7 +299,7 @@ cevap ver." as in training.
 {chr(10).join(table)}
 """
         (out / name / "README.md").write_text(card, encoding="utf-8")
-        # The same figures for machines (tests/test_demo_models.py checks the committed models against them).
+        # The same figures for machines, so a model folder can be checked against its card.
         (out / name / "scores.json").write_text(json.dumps(
             {"held_out": figures[name], "test_seed": plan.seed + 1000, "questions_per_category": plan.test_per_type,
              "build_seconds": round(seconds)}, indent=1), encoding="utf-8")

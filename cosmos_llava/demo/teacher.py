@@ -476,12 +476,13 @@ def instruction_rows(records: list[dict], rng: random.Random, per_scene: int, lo
                 rows.append(teacher.row(record, "i", [(q, a)], kind, answer_type, sub))
                 continue
             if kind == "soru-cevap":
-                wanted, turns = rng.randint(*_BATCH_TURNS), []
+                wanted, turns, asked = rng.randint(*_BATCH_TURNS), [], set()
                 for _ in range(4 * wanted):  # distinct questions; a small scene may offer fewer
                     category = rng.choice((*SCORED_CATEGORIES, "evet/hayır"))  # yes/no has four sub-kinds
                     spec = teacher.yes_no(shapes) if category == "evet/hayır" else teacher.short(category, shapes)
                     q, short, _ = spec.render(rng)
-                    if all(q != asked.split("\n")[0] for asked, _ in turns):
+                    if q not in asked:
+                        asked.add(q)
                         turns.append((f"{q}\n{SHORT_SUFFIX}", short))
                     if len(turns) == wanted:
                         break
