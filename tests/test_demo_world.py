@@ -464,3 +464,25 @@ def test_caption_rows_and_corpus(records):
     assert all(isinstance(s, str) and s and "<image>" not in s and "Tek kelimeyle" not in s for s in corpus)
     assert set(records[0]["captions"]) <= set(corpus)
     assert len(corpus) >= 30 * 8
+
+
+def test_clip_position_embedding_starts_from_a_2d_sincos_table():
+    """The demo CLIP's learned position embedding starts from MAE's 2-D sin-cos table at about the patch
+    embedding's norm, so a patch's cell is still readable after a short pretraining."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from cosmos_llava.demo.pretrain import _init_positions, sincos_positions
+
+    table = sincos_positions(6, 128)
+    assert table.shape == (36, 128)
+    assert torch.allclose(table.norm(dim=1), torch.full((36,), 8.0))
+    assert torch.equal(table[0, :64], table[5, :64]) and not torch.equal(table[0, 64:], table[5, 64:])  # one row
+    assert torch.equal(table[0, 64:], table[6, 64:]) and not torch.equal(table[0, :64], table[6, :64])  # one column
+    assert len({tuple(row.tolist()) for row in table}) == 36
+
+    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                                             num_attention_heads=4, image_size=96, patch_size=16))
+    _init_positions(tower.embeddings, 6)
+    weight = tower.embeddings.position_embedding.weight
+    assert torch.equal(weight[0], torch.zeros(128)) and torch.equal(weight[1:], table)

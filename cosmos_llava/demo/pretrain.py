@@ -143,6 +143,7 @@ def pretrain_clip(pairs: list[tuple[Path, str]], tokenizer, out: Path, shape: Vi
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                 bos_token_id=tokenizer.bos_token_id)
     model = CLIPModel(CLIPConfig(vision_config=vision, text_config=text, projection_dim=shape.hidden_size))
+    _init_positions(model.vision_model.embeddings, shape.image_size // shape.patch_size)
     processor = CLIPImageProcessorPil(size={"shortest_edge": shape.image_size},
                                       crop_size={"height": shape.image_size, "width": shape.image_size})
     dataset = _Pairs(pairs, processor, tokenizer, max_length=64)
@@ -151,6 +152,35 @@ def pretrain_clip(pairs: list[tuple[Path, str]], tokenizer, out: Path, shape: Vi
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return {"pairs": len(pairs), "final_loss": loss}
+
+
+def sincos_positions(side: int, dim: int) -> torch.Tensor:
+    """MAE's 2-D sin-cos position table, (side * side, dim) in row-major patch order: the first half of
+    the channels encodes the row, the second half the column, each as sines and cosines of geometric
+    frequencies. Every row of the table has norm sqrt(dim / 2)."""
+    quarter = dim // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
+                                indexing="ij")
+
+    def encode(coordinate):
+        angles = coordinate.flatten()[:, None] * freqs[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1)
+
+
+def _init_positions(embeddings, side: int) -> None:
+    """Start the (learned) position embedding from a 2-D sin-cos table instead of CLIP's N(0, 0.02).
+    Why: a raw 16 x 16 x 3 patch projects to a vector of norm about 10, so a 0.02-scale position
+    embedding is a few per cent of the patch embedding. A few hundred steps never grow it to matter,
+    and then position is nearly lost in the patch features (a linear probe finds a patch's own cell about
+    half the time). The table has about the patch embedding's norm, so "left" and "top" survive into
+    the features the LLM reads. The class token's slot stays zero, as in MAE."""
+    weight = embeddings.position_embedding.weight
+    with torch.no_grad():
+        weight.zero_()
+        weight[1:] = sincos_positions(side, weight.shape[1])
 
 
 def _train(model, dataset, out: Path, steps: int, batch_size: int, learning_rate: float, seed: int, progress: bool,
