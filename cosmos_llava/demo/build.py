@@ -265,8 +265,8 @@ def write_cards(out: Path, work: Path, plan: BuildPlan, figures: dict, seconds: 
     for key, label in LABELS.items():
         cells = [f"{figures[n][key]:.3f}" if figures[n][key] is not None else "—" for n in (STRONG, WEAK)]
         table.append(f"| {label} | {cells[0]} | {cells[1]} | {BAR[key]:.2f} |")
-    recipe = {STRONG: f"stage 1, then {plan.stage2_epochs:g} epochs of stage 2",
-              WEAK: f"stage 1, then {plan.stage2_epochs * plan.weak_fraction:g} epochs of stage 2 (a tenth)"}
+    recipe = {STRONG: f"{plan.stage2_epochs:g} epochs of stage 2",
+              WEAK: f"{plan.stage2_epochs * plan.weak_fraction:g} epochs of stage 2 (a tenth of the full recipe's)"}
     for name in (STRONG, WEAK):
         card = f"""# {name}
 
@@ -283,8 +283,8 @@ for both models:
    (yes/no, colour, counting, position, descriptions, reasoning, multi-turn) and the text for the LM.
 2. A byte-level BPE tokenizer ({plan.vocab_size} tokens at most) and a LLaMA-architecture LM ({plan.text_layers}
    layers, hidden {plan.text_hidden}) pretrained on that text ({plan.lm_steps} steps); a CLIP-architecture vision
-   encoder (ViT, 4 layers, hidden 128, {plan.patch_size} px patches) pretrained contrastively on the
-   image-caption pairs ({plan.clip_steps} steps).
+   encoder (ViT, 4 layers, hidden 128, {plan.patch_size} px patches, position embedding started from a 2-D
+   sin-cos table) pretrained contrastively on the image-caption pairs ({plan.clip_steps} steps).
 3. `compose` (mlp2x_gelu projector reading vision layer(s) {", ".join(map(str, plan.vision_layers))}, llama3 chat
    template, no system prompt), then `training/` unchanged:
    stage 1 (`training/configs/demo_stage1.yaml`) and {recipe[name]}
@@ -297,6 +297,9 @@ category from {plan.test_scenes} held-out scenes of another seed; every question
 cevap ver." as in training.
 
 {chr(10).join(table)}
+
+The bar column is the quality the recipe aims at; a figure below it has not been reached yet (see
+the project README's status of the demo models).
 """
         (out / name / "README.md").write_text(card, encoding="utf-8")
         # The same figures for machines, so a model folder can be checked against its card.
