@@ -3,13 +3,11 @@ and score on the held-out questions what their cards say. The scenes are redrawn
 test seed, so this is the build's own test set, not a copy of it."""
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
-from cosmos_llava.demo import teacher, world
-from cosmos_llava.demo.build import BAR, STRONG, WEAK, BuildPlan, scores
+from cosmos_llava.demo.build import BAR, STRONG, WEAK, BuildPlan, evaluate, scores, write_test_set
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -17,20 +15,10 @@ MODELS = REPO / "models"
 
 @pytest.fixture(scope="module")
 def held_out_scores(tmp_path_factory):
-    """Both committed models on the build's whole held-out test set, through the project's eval."""
-    from cosmos_llava.evaluation.run import AnswerSettings, EvalPlan, read_items, run_eval
-    from cosmos_llava.registry import ModelSpec
-
-    folder = tmp_path_factory.mktemp("held-out")
-    plan = BuildPlan()
-    records = world.write_world(folder, plan.test_scenes, plan.seed + 1000, size=plan.image_size, prefix="test")
-    rows = teacher.test_rows(records, random.Random(plan.seed + 1000), plan.test_per_type)
-    (folder / "test.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    specs = [ModelSpec(name=name, model=str(MODELS / name)) for name in (STRONG, WEAK)]
-    eval_plan = EvalPlan(specs, read_items(folder / "test.json", None), folder / "eval", ["binary", "exact"],
-                         AnswerSettings(max_new_tokens=8, batch_size=32, progress=False), None,
-                         str(folder / "test.json"))
-    summary = run_eval(eval_plan, echo=lambda line: None)
+    """Both committed models on the build's whole held-out test set, through the build's own eval step."""
+    work = tmp_path_factory.mktemp("held-out")
+    write_test_set(work / "data" / "test", BuildPlan())
+    summary = evaluate(work, MODELS, [STRONG, WEAK], False, lambda line: None)
     return {name: scores(summary, name) for name in (STRONG, WEAK)}
 
 

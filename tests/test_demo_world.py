@@ -483,6 +483,6 @@ def test_clip_position_embedding_starts_from_a_2d_sincos_table():
 
     tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=1,
                                              num_attention_heads=4, image_size=96, patch_size=16))
-    _init_positions(tower.embeddings, 6)
+    _init_positions(tower.embeddings)
     weight = tower.embeddings.position_embedding.weight
     assert torch.equal(weight[0], torch.zeros(128)) and torch.equal(weight[1:], table)

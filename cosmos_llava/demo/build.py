@@ -86,20 +86,27 @@ def _write_json(path: Path, rows) -> None:
     path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
+def write_test_set(folder: Path, plan: BuildPlan) -> list[dict]:
+    """The held-out scenes (seed + 1000) drawn into `folder`/images and their scored questions in
+    `folder`/test.json; returns the scene records."""
+    from . import teacher, world
+
+    test = world.write_world(folder, plan.test_scenes, plan.seed + 1000, size=plan.image_size, prefix="test")
+    _write_json(folder / "test.json", teacher.test_rows(test, random.Random(plan.seed + 1000), plan.test_per_type))
+    return test
+
+
 def make_data(work: Path, plan: BuildPlan, echo) -> None:
     from . import teacher, world
 
     data = work / "data"
     if _step(work, "data", echo):
         train = world.write_world(data / "train", plan.train_scenes, plan.seed, size=plan.image_size, prefix="egitim")
-        test = world.write_world(data / "test", plan.test_scenes, plan.seed + 1000, size=plan.image_size,
-                                 prefix="test")
+        test = write_test_set(data / "test", plan)
         rng = random.Random(plan.seed)
         _write_json(data / "train" / "captions.json", teacher.caption_rows(train, rng))
         _write_json(data / "train" / "instructions.json",
                     teacher.instruction_rows(train, rng, plan.instructions_per_scene))
-        _write_json(data / "test" / "test.json", teacher.test_rows(test, random.Random(plan.seed + 1000),
-                                                                   plan.test_per_type))
         corpus = teacher.lm_corpus(train, rng)
         (data / "corpus.txt").write_text("\n".join(corpus) + "\n", encoding="utf-8")
         _write_json(data / "train" / "scenes.json", train)

@@ -143,7 +143,7 @@ def pretrain_clip(pairs: list[tuple[Path, str]], tokenizer, out: Path, shape: Vi
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                 bos_token_id=tokenizer.bos_token_id)
     model = CLIPModel(CLIPConfig(vision_config=vision, text_config=text, projection_dim=shape.hidden_size))
-    _init_positions(model.vision_model.embeddings, shape.image_size // shape.patch_size)
+    _init_positions(model.vision_model.embeddings)
     processor = CLIPImageProcessorPil(size={"shortest_edge": shape.image_size},
                                       crop_size={"height": shape.image_size, "width": shape.image_size})
     dataset = _Pairs(pairs, processor, tokenizer, max_length=64)
@@ -170,7 +170,7 @@ def sincos_positions(side: int, dim: int) -> torch.Tensor:
     return torch.cat([encode(rows), encode(cols)], dim=1)
 
 
-def _init_positions(embeddings, side: int) -> None:
+def _init_positions(embeddings) -> None:
     """Start the (learned) position embedding from a 2-D sin-cos table instead of CLIP's N(0, 0.02).
     Why: a raw 16 x 16 x 3 patch projects to a vector of norm about 10, so a 0.02-scale position
     embedding is a few per cent of the patch embedding. A few hundred steps never grow it to matter,
@@ -180,7 +180,7 @@ def _init_positions(embeddings, side: int) -> None:
     weight = embeddings.position_embedding.weight
     with torch.no_grad():
         weight.zero_()
-        weight[1:] = sincos_positions(side, weight.shape[1])
+        weight[1:] = sincos_positions(embeddings.image_size // embeddings.patch_size, weight.shape[1])
 
 
 def _train(model, dataset, out: Path, steps: int, batch_size: int, learning_rate: float, seed: int, progress: bool,

@@ -429,10 +429,14 @@ class _Teacher:
             return self.rng.choice([s for s in specs if s.sub == "konum"])
         return self.rng.choice(specs)
 
+    def spec(self, category: str, shapes) -> _Spec:
+        """The next question of a scored category ("evet/hayır", "renk", "sayma", "konum")."""
+        return self.yes_no(shapes) if category == "evet/hayır" else self.short(category, shapes)
+
     def scored_turn(self, category: str, shapes) -> tuple[str, str, str, str]:
         """(question as asked, answer, answer type, sub-kind) for training: short style with the suffix,
         or a full sentence without it (answer type "open", except for yes/no, still read as yes/no)."""
-        spec = self.yes_no(shapes) if category == "evet/hayır" else self.short(category, shapes)
+        spec = self.spec(category, shapes)
         q, short, long = spec.render(self.rng)
         if self.rng.random() < self.long_share:
             return q, long, "yes_no" if category == "evet/hayır" else "open", spec.sub
@@ -479,8 +483,7 @@ def instruction_rows(records: list[dict], rng: random.Random, per_scene: int, lo
                 wanted, turns, asked = rng.randint(*_BATCH_TURNS), [], set()
                 for _ in range(4 * wanted):  # distinct questions; a small scene may offer fewer
                     category = rng.choice((*SCORED_CATEGORIES, "evet/hayır"))  # yes/no has four sub-kinds
-                    spec = teacher.yes_no(shapes) if category == "evet/hayır" else teacher.short(category, shapes)
-                    q, short, _ = spec.render(rng)
+                    q, short, _ = teacher.spec(category, shapes).render(rng)
                     if q not in asked:
                         asked.add(q)
                         turns.append((f"{q}\n{SHORT_SUFFIX}", short))
