@@ -273,7 +273,7 @@ def write_cards(out: Path, work: Path, plan: BuildPlan, figures: dict, seconds: 
         cells = [f"{figures[n][key]:.3f}" if figures[n][key] is not None else "—" for n in (STRONG, WEAK)]
         table.append(f"| {label} | {cells[0]} | {cells[1]} | {BAR[key]:.2f} |")
     recipe = {STRONG: f"{plan.stage2_epochs:g} epochs of stage 2",
-              WEAK: f"{plan.stage2_epochs * plan.weak_fraction:g} epochs of stage 2 (a tenth of the full recipe's)"}
+              WEAK: f"{plan.stage2_epochs * plan.weak_fraction:g} epochs of stage 2 ({plan.weak_fraction:.0%} of the full recipe's)"}
     for name in (STRONG, WEAK):
         card = f"""# {name}
 
