@@ -486,3 +486,20 @@ def test_clip_position_embedding_starts_from_a_2d_sincos_table():
     _init_positions(tower.embeddings)
     weight = tower.embeddings.position_embedding.weight
     assert torch.equal(weight[0], torch.zeros(128)) and torch.equal(weight[1:], table)
+
+
+def test_vision_shape_refuses_widths_the_position_table_cannot_split():
+    """A width the 2-D sin-cos table (quarters) or the heads cannot split fails at once, in one line."""
+    import pytest
+
+    from cosmos_llava.demo.pretrain import VisionShape
+    from cosmos_llava.errors import CosmosLlavaError
+
+    table = r"\(the 2-D sin-cos position table\)"
+    with pytest.raises(CosmosLlavaError, match=rf"^vision hidden_size 130 must be a multiple of 4 {table} and of heads \(4\)$"):
+        VisionShape(hidden_size=130)
+    with pytest.raises(CosmosLlavaError, match=rf"^vision hidden_size 132 must be a multiple of 4 {table} and of heads \(8\)$"):
+        VisionShape(hidden_size=132, heads=8)
+    with pytest.raises(CosmosLlavaError, match=r"^vision image_size 96 is not a multiple of patch_size 20$"):
+        VisionShape(patch_size=20)
+    assert VisionShape(hidden_size=64, heads=4, patch_size=32).hidden_size == 64

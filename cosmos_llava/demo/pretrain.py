@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CosmosLlavaError
+
 # The LLaMA-3 special tokens, so the model uses the llama3 chat template as Cosmos' LLaMA-3 models do.
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
             "<|pad|>"]
@@ -28,6 +30,16 @@ class VisionShape:
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
+
+    def __post_init__(self):
+        # Checked here, where the numbers are chosen, so a bad shape fails in one line before any training
+        # (the sin-cos position start splits the width into quarters; attention splits it into heads).
+        if self.image_size % self.patch_size:
+            raise CosmosLlavaError(f"vision image_size {self.image_size} is not a multiple of "
+                                   f"patch_size {self.patch_size}")
+        if self.hidden_size % 4 or self.hidden_size % self.heads:
+            raise CosmosLlavaError(f"vision hidden_size {self.hidden_size} must be a multiple of 4 (the 2-D sin-cos "
+                                   f"position table) and of heads ({self.heads})")
 
 
 @dataclass
