@@ -32,8 +32,8 @@ class VisionShape:
     heads: int = 4
 
     def __post_init__(self):
-        # Checked here, where the numbers are chosen, so a bad shape fails in one line before any training
-        # (the sin-cos position start splits the width into quarters; attention splits it into heads).
+        # Checked here, where the numbers are chosen, so a bad shape fails in one line before the encoder is
+        # built (the sin-cos position start splits the width into quarters; attention splits it into heads).
         if self.image_size % self.patch_size:
             raise CosmosLlavaError(f"vision image_size {self.image_size} is not a multiple of "
                                    f"patch_size {self.patch_size}")
