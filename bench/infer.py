@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import platform
 import resource
 import statistics
+import string
 import sys
 import tempfile
 import time
@@ -110,9 +112,15 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
 
 
 def bench_words(count: int) -> list[str]:
-    """Letter-only words "aa", "ab", ...: each is one token of the bench tokenizer, with or without a space."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    return [a + b + c for a in ("", *letters) for b in letters for c in letters][:count]
+    """`count` letter-only words "aa", "ab", ..., "zz", "aaa", ... (as long as a vocabulary of `count`
+    needs: Llama-3's 128,256 reach four letters): each is one token of the bench tokenizer, with or
+    without a space."""
+    words: list[str] = []
+    for length in itertools.count(2):
+        for letters in itertools.product(string.ascii_lowercase, repeat=length):
+            if len(words) == count:
+                return words
+            words.append("".join(letters))
 
 
 def word_level_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:

@@ -31,6 +31,7 @@ What is measured:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -233,10 +234,15 @@ def benchmark(args) -> dict:
     rows = []
     with tempfile.TemporaryDirectory(prefix=f"bench-train-{args.shape}-") as tmp:
         model_dir = Path(tmp) / "model"
-        loaded = build_shape(args.shape, "cpu", getattr(torch, dtype))  # saved once, loaded by each mode
+        # Saved once, loaded by each mode. Built on the run's device: an 8B random init takes minutes on
+        # a CPU and seconds on a GPU; the memory goes back before the modes start.
+        loaded = build_shape(args.shape, device, getattr(torch, dtype))
         loaded.executor.submit(save, loaded.model, loaded.processor, str(model_dir)).result()
         loaded.executor.shutdown()
         del loaded
+        if device == "cuda":
+            gc.collect()
+            torch.cuda.empty_cache()
         for mode in modes:
             rows.append(_spawn(args, mode, model_dir, Path(tmp) / mode, device, dtype))
     return {
