@@ -127,6 +127,19 @@ ONE = Scene("one", (Shape("daire", "kırmızı", "büyük", "sol"),), "düz", 1)
 TWO = Scene("two", (Shape("daire", "kırmızı", "büyük", "sol"), Shape("kare", "mavi", "küçük", "sağ")), "düz", 2)
 
 
+def test_patch_targets_name_each_cells_shape():
+    """The vision encoder's dense targets: (kind, colour, size), 1-based, per patch in row-major order;
+    a cell is 2 x 2 patches at 16 px and one patch at 32 px; the four corners and empty cells are 0."""
+    record = world.record(TWO)
+    circle, square = (1, 1, 2), (2, 2, 1)  # büyük kırmızı daire (sol), küçük mavi kare (sağ)
+    expected = [[(0, 0, 0)] * 6 for _ in range(6)]
+    for row in (2, 3):
+        expected[row][0] = expected[row][1] = circle
+        expected[row][4] = expected[row][5] = square
+    assert world.patch_targets(record, 6) == [t for row in expected for t in row]
+    assert world.patch_targets(record, 3) == [(0, 0, 0)] * 3 + [circle, (0, 0, 0), square] + [(0, 0, 0)] * 3
+
+
 def test_captions_verbatim():
     seen = set()
     for seed in range(40):
@@ -422,7 +435,7 @@ def test_sentences_verbatim():
         ("Bu görselde mavi bir kare görüyor musun?", "Evet, görselde mavi bir kare var."),
         ("Mavi kare solda mı?", "Hayır, mavi kare solda değil, sağda."),
         ("Kare solda mı duruyor?", "Hayır, kare solda değil, sağda."),
-        ("Kırmızı daire küçük mü?", "Hayır, kırmızı daire küçük değil, büyük."),
+        ("Görseldeki kırmızı daire küçük mü?", "Hayır, kırmızı daire küçük değil, büyük."),
         ("Mavi kare küçük bir şekil mi?", "Evet, mavi kare küçük."),
         ("Dairenin rengi ne?\nTek kelimeyle cevap ver.", "kırmızı"),
         ("Üçgen ne renk?", None),  # no triangle in the scene: never asked

@@ -1,11 +1,13 @@
 """The demo's two base models, made from scratch on the shape world: a Turkish BPE tokenizer and a
 small LLaMA-architecture LM pretrained on the world's text, and a small CLIP-architecture vision
-encoder pretrained contrastively on the world's image-caption pairs. Both are saved as ordinary
-checkpoints (like a hub LLM and `openai/clip-vit-large-patch14-336`), so `compose` and `training/` take
-them exactly as they take real ones.
+encoder pretrained contrastively on the world's image-caption pairs, with a dense per-patch objective
+beside the contrast. Both are saved as ordinary checkpoints (like a hub LLM and
+`openai/clip-vit-large-patch14-336`), so `compose` and `training/` take them exactly as they take real
+ones.
 
 Both pretraining loops run on `transformers.Trainer` (the LM with its causal loss, CLIP with
-`return_loss=True`), so device placement, bf16 on GPUs, schedules and progress bars come from there.
+`return_loss=True` and the dense loss added), so device placement, bf16 on GPUs, schedules and
+progress bars come from there.
 """
 
 from __future__ import annotations
@@ -97,10 +99,12 @@ def pretrain_lm(texts: list[str], tokenizer, out: Path, shape: TextShape, steps:
         stream += tokenizer(text, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
     blocks = [stream[i:i + block] for i in range(0, len(stream) - block + 1, block)]
     torch.manual_seed(seed)
+    # Untied input and output embeddings, as LLaMA-3-8B's: measured on this world, a tied 4-layer LM
+    # learned "which token names the shape" lookups hundreds of steps later than an untied one.
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=shape.hidden_size,
                          intermediate_size=shape.intermediate_size, num_hidden_layers=shape.layers,
                          num_attention_heads=shape.heads, num_key_value_heads=shape.heads,
-                         max_position_embeddings=shape.max_positions, tie_word_embeddings=True,
+                         max_position_embeddings=shape.max_positions, tie_word_embeddings=False,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
@@ -111,8 +115,10 @@ def pretrain_lm(texts: list[str], tokenizer, out: Path, shape: TextShape, steps:
 
 
 class _Pairs(torch.utils.data.Dataset):
-    def __init__(self, pairs: list[tuple[Path, str]], image_processor, tokenizer, max_length: int):
+    def __init__(self, pairs: list[tuple[Path, str]], image_processor, tokenizer, max_length: int,
+                 targets: list | None = None):
         self.pairs, self.image_processor, self.tokenizer, self.max_length = pairs, image_processor, tokenizer, max_length
+        self.targets = targets
 
     def __len__(self):
         return len(self.pairs)
@@ -124,7 +130,10 @@ class _Pairs(torch.utils.data.Dataset):
         with Image.open(path) as image:
             pixels = self.image_processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
         ids = self.tokenizer(caption, add_special_tokens=False)["input_ids"][: self.max_length - 1]
-        return {"pixel_values": pixels, "input_ids": ids + [self.tokenizer.eos_token_id]}
+        row = {"pixel_values": pixels, "input_ids": ids + [self.tokenizer.eos_token_id]}
+        if self.targets is not None:
+            row["patch_targets"] = torch.tensor(self.targets[index])
+        return row
 
 
 def _pair_collate(pad_id: int):
@@ -135,15 +144,50 @@ def _pair_collate(pad_id: int):
         for i, r in enumerate(rows):
             ids[i, :len(r["input_ids"])] = torch.tensor(r["input_ids"])
             mask[i, :len(r["input_ids"])] = 1
-        return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "input_ids": ids,
-                "attention_mask": mask, "return_loss": True}
+        batch = {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "input_ids": ids,
+                 "attention_mask": mask, "return_loss": True}
+        if "patch_targets" in rows[0]:
+            batch["patch_targets"] = torch.stack([r["patch_targets"] for r in rows])
+        return batch
     return collate
 
 
+class _DenseCLIP(torch.nn.Module):
+    """CLIP's contrastive loss plus a dense one: from each patch token of the layer the projector reads,
+    linear heads name the kind, colour and size of the shape in the patch's cell (or "empty").
+
+    Why: the caption contrast alone leaves the shape *kind* only partly readable per token (a linear
+    probe on the contrastive encoder's tokens finds a region's kind 82% of the time, a single token's
+    62%, the colour always), and an LLM can only learn "where is the square?" if every token of the
+    square says "square" (with this objective the same probes read 99.8% and 99%). Real encoders add such dense objectives for the same reason (SigLIP 2's LocCa
+    captioning of regions, RegionCLIP's region-text alignment). Only the CLIP is saved; the heads are
+    pretraining scaffolding."""
+
+    def __init__(self, clip, layer: int, classes: tuple[int, ...], weight: float = 1.0):
+        super().__init__()
+        self.clip, self.layer, self.classes, self.weight = clip, layer, classes, weight
+        self.heads = torch.nn.Linear(clip.config.vision_config.hidden_size, sum(classes))
+
+    def forward(self, pixel_values, input_ids, attention_mask, patch_targets, return_loss=True):
+        out = self.clip(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
+                        return_loss=True, output_hidden_states=True)
+        tokens = out.vision_model_output.hidden_states[self.layer][:, 1:]  # the class token carries no cell
+        logits = self.heads(tokens).split(self.classes, dim=-1)
+        dense = sum(torch.nn.functional.cross_entropy(part.flatten(0, 1).float(), patch_targets[..., i].flatten())
+                    for i, part in enumerate(logits))
+        return {"loss": out.loss + self.weight * dense, "contrastive_loss": out.loss.detach(), "dense_loss": dense.detach()}
+
+
 def pretrain_clip(pairs: list[tuple[Path, str]], tokenizer, out: Path, shape: VisionShape, steps: int,
-                  batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> dict:
+                  batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 0, progress: bool = True,
+                  patch_targets: list | None = None, target_classes: tuple[int, ...] = (),
+                  target_layer: int = -2, dense_weight: float = 1.0) -> dict:
     """Contrastive (CLIP) pretraining of a vision tower with a small text tower on image-caption pairs;
-    the checkpoint and its image processor are saved like a hub CLIP."""
+    the checkpoint and its image processor are saved like a hub CLIP.
+
+    With `patch_targets` (per pair, one tuple of class indices per patch, row-major; `target_classes`
+    gives each position's number of classes), the dense objective of `_DenseCLIP` is added on the
+    vision layer `target_layer`, weighted by `dense_weight`."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     torch.manual_seed(seed)
@@ -158,8 +202,9 @@ def pretrain_clip(pairs: list[tuple[Path, str]], tokenizer, out: Path, shape: Vi
     _init_positions(model.vision_model.embeddings)
     processor = CLIPImageProcessorPil(size={"shortest_edge": shape.image_size},
                                       crop_size={"height": shape.image_size, "width": shape.image_size})
-    dataset = _Pairs(pairs, processor, tokenizer, max_length=64)
-    loss = _train(model, dataset, out, steps, batch_size, learning_rate, seed, progress, "CLIP",
+    dataset = _Pairs(pairs, processor, tokenizer, max_length=64, targets=patch_targets)
+    trained = model if patch_targets is None else _DenseCLIP(model, target_layer, target_classes, dense_weight)
+    loss = _train(trained, dataset, out, steps, batch_size, learning_rate, seed, progress, "CLIP",
                   collate=_pair_collate(tokenizer.pad_token_id))
     model.save_pretrained(out)
     processor.save_pretrained(out)

@@ -125,8 +125,10 @@ def _pick(rng: random.Random, options) -> str:
 
 
 def _ref(shape: Shape, shapes, rng: random.Random) -> str:
-    """How to name a shape: "kırmızı daire" (always unique), or "daire" when its kind occurs once."""
-    if _count(shapes, kind=shape.kind) == 1 and rng.random() < 0.4:
+    """How to name a shape: "daire" when its kind occurs once (mostly, as a speaker would), else
+    "kırmızı daire" (always unique). The bare kind is also the lookup a small model learns first;
+    the colour-and-kind name is learned on top of it."""
+    if _count(shapes, kind=shape.kind) == 1 and rng.random() < 0.75:
         return shape.kind
     return shape.label
 

@@ -48,6 +48,7 @@ __all__ = [
     "layout",
     "make_scene",
     "make_scenes",
+    "patch_targets",
     "record",
     "write_world",
 ]
@@ -249,6 +250,21 @@ def record(scene: Scene, size: int = 96) -> dict:
         "shapes": [s.to_dict() for s in scene.shapes],
         "background": scene.background,
     }
+
+
+def patch_targets(record: dict, grid: int) -> list[tuple[int, int, int]]:
+    """Per patch of a `grid` x `grid` patch grid (row-major), the (kind, colour, size) of the shape in
+    the patch's cell, as 1-based indices into KINDS, COLOURS and SIZES; (0, 0, 0) for an empty cell.
+    A patch belongs to the cell its centre falls in."""
+    by_cell = {REGIONS[s["region"]]: s for s in record["shapes"]}
+    colours = list(COLOURS)
+    targets = []
+    for row in range(grid):
+        for col in range(grid):
+            shape = by_cell.get((int((col + 0.5) * 3 / grid), int((row + 0.5) * 3 / grid)))
+            targets.append((KINDS.index(shape["kind"]) + 1, colours.index(shape["colour"]) + 1,
+                            SIZES.index(shape["size"]) + 1) if shape else (0, 0, 0))
+    return targets
 
 
 def write_world(folder, n: int, seed: int, size: int = 96, prefix: str = "scene") -> list[dict]:
