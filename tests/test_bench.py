@@ -39,8 +39,7 @@ def test_infer_bench_refuses_8b_on_cpu():
 
 def test_bench_tokenizer_fills_every_shapes_vocabulary():
     """Llama-3's 128,256 ids need four-letter words; the tokenizer leaves exactly one id for <image>."""
-    sys.path.insert(0, str(REPO / "bench"))
-    from infer import SHAPES, bench_words, word_level_tokenizer
+    from bench.infer import SHAPES, bench_words, word_level_tokenizer
 
     assert bench_words(3) == ["aa", "ab", "ac"]
     assert bench_words(26 * 26 + 1)[-2:] == ["zz", "aaa"]

@@ -18,7 +18,7 @@ def test_dense_clip_pretraining_saves_a_plain_clip(tmp_path):
     tokenizer = pretrain.train_tokenizer([c for _, c in pairs], tmp_path / "tok", vocab_size=300)
     shape = pretrain.VisionShape(image_size=48, patch_size=16, hidden_size=32, layers=2, heads=2)
     info = pretrain.pretrain_clip(pairs, tokenizer, tmp_path / "clip", shape, steps=3, batch_size=8, progress=False,
-                                  patch_targets=targets, target_classes=(5, 7, 3), target_layer=-2)
+                                  patch_targets=targets, target_classes=world.PATCH_TARGET_CLASSES, target_layer=-2)
     assert info["pairs"] == 24 and info["final_loss"] > 0
 
     with safe_open(str(tmp_path / "clip" / "model.safetensors"), "pt") as weights:

@@ -138,6 +138,7 @@ def test_patch_targets_name_each_cells_shape():
         expected[row][4] = expected[row][5] = square
     assert world.patch_targets(record, 6) == [t for row in expected for t in row]
     assert world.patch_targets(record, 3) == [(0, 0, 0)] * 3 + [circle, (0, 0, 0), square] + [(0, 0, 0)] * 3
+    assert world.PATCH_TARGET_CLASSES == (5, 7, 3)  # four kinds, six colours, two sizes, each with "empty"
 
 
 def test_captions_verbatim():

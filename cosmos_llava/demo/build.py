@@ -142,15 +142,17 @@ def base_models(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
 
         tokenizer = AutoTokenizer.from_pretrained(work / "llm")
         scenes = json.loads((data / "train" / "scenes.json").read_text(encoding="utf-8"))
-        from .world import COLOURS, KINDS, SIZES, patch_targets
+        from .world import PATCH_TARGET_CLASSES, patch_targets
 
-        pairs = [(data / "train" / s["image"], caption) for s in scenes for caption in s["captions"]]
-        grid = plan.image_size // plan.patch_size
-        targets = [patch_targets(s, grid) for s in scenes for _ in s["captions"]]
+        pairs, targets = [], []
+        for s in scenes:  # one pair per caption; the scene's patch targets are the same for each
+            scene_targets = patch_targets(s, plan.image_size // plan.patch_size)
+            for caption in s["captions"]:
+                pairs.append((data / "train" / s["image"], caption))
+                targets.append(scene_targets)
         shape = pretrain.VisionShape(image_size=plan.image_size, patch_size=plan.patch_size)
         info = pretrain.pretrain_clip(pairs, tokenizer, work / "clip", shape, plan.clip_steps, progress=progress,
-                                      patch_targets=targets, target_classes=(len(KINDS) + 1, len(COLOURS) + 1,
-                                                                             len(SIZES) + 1),
+                                      patch_targets=targets, target_classes=PATCH_TARGET_CLASSES,
                                       target_layer=plan.vision_layers[-1], dense_weight=plan.clip_dense_weight)
         _done(work, "vision-encoder", info)
         echo(f"  vision encoder: {info}")

@@ -159,9 +159,9 @@ class _DenseCLIP(torch.nn.Module):
     Why: the caption contrast alone leaves the shape *kind* only partly readable per token (a linear
     probe on the contrastive encoder's tokens finds a region's kind 82% of the time, a single token's
     62%, the colour always), and an LLM can only learn "where is the square?" if every token of the
-    square says "square" (with this objective the same probes read 99.8% and 99%). Real encoders add such dense objectives for the same reason (SigLIP 2's LocCa
-    captioning of regions, RegionCLIP's region-text alignment). Only the CLIP is saved; the heads are
-    pretraining scaffolding."""
+    square says "square" (with this objective the same probes read 99.8% and 99%). Real encoders add
+    such dense objectives for the same reason (SigLIP 2's LocCa captioning of regions, RegionCLIP's
+    region-text alignment). Only the CLIP is saved; the heads are pretraining scaffolding."""
 
     def __init__(self, clip, layer: int, classes: tuple[int, ...], weight: float = 1.0):
         super().__init__()
@@ -169,6 +169,7 @@ class _DenseCLIP(torch.nn.Module):
         self.heads = torch.nn.Linear(clip.config.vision_config.hidden_size, sum(classes))
 
     def forward(self, pixel_values, input_ids, attention_mask, patch_targets, return_loss=True):
+        # return_loss is accepted because the shared pair collate sends it; this model always returns a loss.
         out = self.clip(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
                         return_loss=True, output_hidden_states=True)
         tokens = out.vision_model_output.hidden_states[self.layer][:, 1:]  # the class token carries no cell

@@ -48,6 +48,7 @@ __all__ = [
     "layout",
     "make_scene",
     "make_scenes",
+    "PATCH_TARGET_CLASSES",
     "patch_targets",
     "record",
     "write_world",
@@ -250,6 +251,10 @@ def record(scene: Scene, size: int = 96) -> dict:
         "shapes": [s.to_dict() for s in scene.shapes],
         "background": scene.background,
     }
+
+
+# How many classes each position of a `patch_targets` tuple takes: every kind, colour and size, plus 0 (empty).
+PATCH_TARGET_CLASSES = (len(KINDS) + 1, len(COLOURS) + 1, len(SIZES) + 1)
 
 
 def patch_targets(record: dict, grid: int) -> list[tuple[int, int, int]]:
