@@ -27,6 +27,10 @@ def test_committed_models_are_small_safetensors():
         weights = list((MODELS / name).glob("*.safetensors"))
         assert weights and sum(f.stat().st_size for f in weights) <= 15 * 2**20, name
         assert "python -m cosmos_llava.demo build" in (MODELS / name / "README.md").read_text(encoding="utf-8")
+        # The recipe the card states: LLaVA-1's linear projector, an LM with untied embeddings.
+        config = json.loads((MODELS / name / "config.json").read_text(encoding="utf-8"))
+        assert config["cosmos_llava"]["projector"] == BuildPlan.projector == "linear"
+        assert config["text_config"]["tie_word_embeddings"] is False
 
 
 def test_scores_reproduce_the_committed_ones(held_out_scores):
