@@ -242,8 +242,8 @@ def test_shipped_configs_are_valid():
                      "llava15_stage2.yaml", "stage1.yaml", "stage2.yaml", "stage2_lora.yaml", "stage2_qlora.yaml"]
     for name in names:
         load_config(folder / name)
-    demo = load_config(folder / "demo_stage2.yaml")  # the demo build's stage 2: full, vision tuned too
-    assert (demo.stage, demo.method, demo.tune_vision, demo.vision_lr) == (2, "full", True, 2e-4)
+    demo = load_config(folder / "demo_stage2.yaml")  # the demo build's stage 2: full, the encoder frozen
+    assert (demo.stage, demo.method, demo.tune_vision, demo.trainer["learning_rate"]) == (2, "full", False, 1e-3)
     paper = load_config(folder / "cosmos_llama_stage1.yaml")
     assert (paper.stage, paper.trainer["per_device_train_batch_size"], paper.trainer["learning_rate"],
             paper.trainer["num_train_epochs"]) == (1, 16, 1e-3, 1)
