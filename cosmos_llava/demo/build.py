@@ -61,7 +61,7 @@ class BuildPlan:
     def quick(cls) -> "BuildPlan":
         """The CI build: a few hundred scenes and few steps (minutes on 2 CPU cores)."""
         return cls(train_scenes=400, test_scenes=200, test_per_type=25, instructions_per_scene=4, lm_steps=40,
-                   clip_steps=60, stage1_epochs=1.0, stage2_epochs=2.0)
+                   clip_steps=60, stage1_epochs=1.0, stage2_epochs=3.0)
 
 
 _STARTED: dict[str, float] = {}
