@@ -244,6 +244,7 @@ def test_shipped_configs_are_valid():
         load_config(folder / name)
     demo = load_config(folder / "demo_stage2.yaml")  # the demo build's stage 2: full, the encoder frozen
     assert (demo.stage, demo.method, demo.tune_vision, demo.trainer["learning_rate"]) == (2, "full", False, 1e-3)
+    assert demo.group_by_modality_length is False  # its row lengths give away the question type
     paper = load_config(folder / "cosmos_llama_stage1.yaml")
     assert (paper.stage, paper.trainer["per_device_train_batch_size"], paper.trainer["learning_rate"],
             paper.trainer["num_train_epochs"]) == (1, 16, 1e-3, 1)
