@@ -44,7 +44,6 @@ class BuildPlan:
     stage1_epochs: float = 1.0
     stage2_epochs: float = 3.0
     weak_fraction: float = 0.1  # of stage 2's epochs, for the weaker contestant
-    stage2_learning_rate: float | None = None  # None: demo_stage2.yaml's
     image_size: int = 96
     patch_size: int = 16
     text_hidden: int = 128
@@ -181,11 +180,9 @@ def stages(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
         _done(work, "stage1")
     for name, epochs in ((STRONG, plan.stage2_epochs), (WEAK, plan.stage2_epochs * plan.weak_fraction)):
         if _step(work, f"stage2-{name}", echo):
-            overrides = {"model": work / "stage1", "data": data / "instructions.json", "image_folder": data,
-                         "output_dir": work / name, "num_train_epochs": round(epochs, 3), "disable_tqdm": not progress}
-            if plan.stage2_learning_rate is not None:
-                overrides["learning_rate"] = plan.stage2_learning_rate
-            _train("training/configs/demo_stage2.yaml", overrides, echo)
+            _train("training/configs/demo_stage2.yaml", {
+                "model": work / "stage1", "data": data / "instructions.json", "image_folder": data,
+                "output_dir": work / name, "num_train_epochs": round(epochs, 3), "disable_tqdm": not progress}, echo)
             _done(work, f"stage2-{name}")
 
 
