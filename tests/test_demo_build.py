@@ -19,7 +19,7 @@ def test_quick_rebuild_from_scratch(tmp_path):
     scores = json.loads((tmp_path / "work" / "scores.json").read_text(encoding="utf-8"))[STRONG]
     assert set(scores) == {"yes_no_accuracy", "yes_no_f1", "renk_exact", "sayma_exact", "konum_exact"}
     # The reduced build's bar is the answer's form, not yet its accuracy (measured here: a few hundred
-    # scenes and two minutes of training answer at chance; see the README's status): every yes/no answer
+    # scenes and two minutes of stage 2 answer at chance; see the README's status): every yes/no answer
     # is "Evet." or "Hayır.", and count and position answers are a digit and a place word.
     answers = [json.loads(line) for line in
                (tmp_path / "work" / "eval" / "answers" / f"{STRONG}.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -43,6 +43,7 @@ class BuildPlan:
     clip_dense_weight: float = 10.0
     stage1_epochs: float = 1.0
     stage2_epochs: float = 3.0
+    stage2_batch_size: int | None = None  # None: demo_stage2.yaml's
     weak_fraction: float = 0.1  # of stage 2's epochs, for the weaker contestant
     image_size: int = 96
     patch_size: int = 16
@@ -58,9 +59,11 @@ class BuildPlan:
 
     @classmethod
     def quick(cls) -> "BuildPlan":
-        """The CI build: a few hundred scenes and few steps (minutes on 2 CPU cores)."""
-        return cls(train_scenes=400, test_scenes=200, test_per_type=25, instructions_per_scene=4, lm_steps=40,
-                   clip_steps=60, stage1_epochs=1.0, stage2_epochs=3.0)
+        """The CI build: a few hundred scenes and few steps (under 3 minutes on 2 CPU cores). Stage 2 at
+        batch 8: measured here, twice the updates of batch 16 over the same rows in the same time (600
+        steps in 118 s against 300 in 124 s)."""
+        return cls(train_scenes=400, test_scenes=200, test_per_type=25, instructions_per_scene=4, lm_steps=30,
+                   clip_steps=40, stage1_epochs=1.0, stage2_epochs=3.0, stage2_batch_size=8)
 
 
 _STARTED: dict[str, float] = {}
@@ -180,9 +183,11 @@ def stages(work: Path, plan: BuildPlan, progress: bool, echo) -> None:
         _done(work, "stage1")
     for name, epochs in ((STRONG, plan.stage2_epochs), (WEAK, plan.stage2_epochs * plan.weak_fraction)):
         if _step(work, f"stage2-{name}", echo):
+            batch = {} if plan.stage2_batch_size is None else {"per_device_train_batch_size": plan.stage2_batch_size}
             _train("training/configs/demo_stage2.yaml", {
                 "model": work / "stage1", "data": data / "instructions.json", "image_folder": data,
-                "output_dir": work / name, "num_train_epochs": round(epochs, 3), "disable_tqdm": not progress}, echo)
+                "output_dir": work / name, "num_train_epochs": round(epochs, 3), "disable_tqdm": not progress,
+                **batch}, echo)
             _done(work, f"stage2-{name}")
 
 
