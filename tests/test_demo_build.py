@@ -31,6 +31,10 @@ def test_quick_rebuild_from_scratch(tmp_path):
     for name in (STRONG, WEAK):
         weights = sum(f.stat().st_size for f in (models / name).glob("*.safetensors"))
         assert 0 < weights <= 15 * 2**20, (name, weights)
+        # Stage 2 at the quick plan's batch 8: 1,600 rows x 3 epochs = 600 updates (60 for the mini), not
+        # the 300 of the config's batch 16.
+        config = json.loads((models / name / "config.json").read_text(encoding="utf-8"))
+        assert config["cosmos_llava"]["training"]["steps"] == {STRONG: 600, WEAK: 60}[name], config["cosmos_llava"]
         card = (models / name / "README.md").read_text(encoding="utf-8")
         assert "python -m cosmos_llava.demo build" in card and "| yes/no accuracy |" in card
         recorded = json.loads((models / name / "scores.json").read_text(encoding="utf-8"))
