@@ -284,6 +284,66 @@ def test_collator_pads_right_and_stacks_images():
     assert batch["pixel_values"].shape == (3, 3, 4, 4)
 
 
+def test_packed_collator_fills_sequences_first_fit_and_keeps_images_in_token_order():
+    a = {"input_ids": torch.tensor([1, 2]), "labels": torch.tensor([-100, 2]), "pixel_values": torch.zeros(1, 3, 4, 4)}
+    b = {"input_ids": torch.tensor([3, 4, 5]), "labels": torch.tensor([-100, -100, 5]),
+         "pixel_values": torch.ones(1, 3, 4, 4)}
+    c = {"input_ids": torch.tensor([6]), "labels": torch.tensor([6])}  # text only
+    batch = LlavaCollator(pad_token_id=0, pack_to=4)([a, b, c])
+    # Longest first: b opens sequence 0; a (2) no longer fits there and opens sequence 1; c fills sequence 0.
+    assert batch["input_ids"].tolist() == [[3, 4, 5, 6], [1, 2, 0, 0]]
+    # A row's first token is never a target (nothing before it in its own row predicts it), as when padded.
+    assert batch["labels"].tolist() == [[-100, -100, 5, -100], [-100, 2, -100, -100]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0], [0, 1, 0, 1]]
+    assert "attention_mask" not in batch  # the model builds the block-causal mask from the positions ...
+    assert batch["use_cache"] is False  # ... which it does only without a KV cache
+    assert batch["pixel_values"][:, 0, 0, 0].tolist() == [1.0, 0.0]  # b's image comes first in the batch now
+    with_room = LlavaCollator(pad_token_id=0, pack_to=8)([a, b, c])
+    assert with_room["input_ids"].tolist() == [[3, 4, 5, 1, 2, 6]]
+
+
+def test_packed_batch_gives_the_padded_batch_loss_and_gradients(request, tmp_path):
+    """Five rows of different lengths, with and without images: packed into fewer sequences, the loss and
+    every gradient are the padded batch's. The same packing without position ids, or with the model's KV
+    cache on, gives another loss: the mask built from the positions is what keeps the rows apart."""
+    from transformers import AutoModelForImageTextToText
+
+    tiny.write_llava_data(tmp_path, "instruct", repeats=1)
+    folder = request.getfixturevalue("llava_llama3")
+    fmt = load_prompt_format(folder)
+    rows, _ = read_rows(tmp_path / "data.json")
+    by_kind = {kind: [r for r in rows if r.id.startswith(kind)] for kind in ("conv", "two-images", "text")}
+    rows = [by_kind["conv"][0], *by_kind["two-images"], *by_kind["text"], *by_kind["conv"][1:3]]
+    dataset = LlavaDataset(rows, RowEncoder.for_model(fmt, 2048), fmt.processor.image_processor)
+    items = [dataset[i] for i in range(len(dataset))]
+    lengths = sorted(len(item["input_ids"]) for item in items)
+    assert len(set(lengths)) > 1 and any("pixel_values" not in item for item in items)
+    padded = LlavaCollator(pad_token_id=0)(items)
+    packed = LlavaCollator(pad_token_id=0, pack_to=lengths[-1] + lengths[0])(items)
+    assert packed["input_ids"].shape[0] < len(items)
+
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    model.train()
+    assert model.config.text_config.use_cache is True  # packing must not depend on it being off
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads(padded)
+    packed_loss, packed_grads = loss_and_grads(packed)
+    assert packed_loss == pytest.approx(loss, abs=1e-5)
+    assert grads.keys() == packed_grads.keys() and len(grads) > 10
+    for name, grad in grads.items():
+        assert torch.allclose(packed_grads[name], grad, atol=1e-5, rtol=1e-4), name
+    for leak in ("position_ids", "use_cache"):  # either way rows see the rows packed before them
+        leaky = {k: v for k, v in packed.items() if k != leak}
+        assert abs(loss_and_grads(leaky)[0] - loss) > 1e-4, leak
+
+
 # ------------------------------------------------------------------------------------------- config
 
 

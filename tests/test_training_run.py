@@ -245,6 +245,7 @@ def test_shipped_configs_are_valid():
     demo = load_config(folder / "demo_stage2.yaml")  # the demo build's stage 2: full, the encoder frozen
     assert (demo.stage, demo.method, demo.tune_vision, demo.trainer["learning_rate"]) == (2, "full", False, 1e-3)
     assert demo.group_by_modality_length is False  # its row lengths give away the question type
+    assert demo.packing is True and demo.trainer["per_device_train_batch_size"] == 64
     paper = load_config(folder / "cosmos_llama_stage1.yaml")
     assert (paper.stage, paper.trainer["per_device_train_batch_size"], paper.trainer["learning_rate"],
             paper.trainer["num_train_epochs"]) == (1, 16, 1e-3, 1)
@@ -314,3 +315,20 @@ def test_gradient_accumulation_equals_the_larger_batch(llava_llama3, instruct, t
     for key in moved:
         torch.testing.assert_close(w1[key] - start[key], w2[key] - start[key], atol=1e-6, rtol=1e-4)
     assert big.losses[0][1] == pytest.approx(accumulated.losses[0][1], abs=1e-5)
+
+
+def test_packing_trains_exactly_as_padded_batches(llava_llama3, instruct, tmp_path):
+    """`packing: true` changes how a batch is laid out (fewer, fuller sequences), not what is learned: the
+    same batches give the same losses and the same weights."""
+    common = dict(model=str(llava_llama3), data=str(instruct), max_steps=3, per_device_train_batch_size=4,
+                  learning_rate=0.5, optim="sgd", max_grad_norm=0.0, seed=5, max_length=512)
+    padded = run(tmp_path, "padded", **common)
+    packed = run(tmp_path, "packed", packing=True, **common)
+    assert [s for s, _ in packed.losses] == [1, 2, 3]
+    for (_, a), (_, b) in zip(padded.losses, packed.losses):
+        assert b == pytest.approx(a, abs=1e-5)
+    start, w1, w2 = weights(llava_llama3), weights(padded.output_dir), weights(packed.output_dir)
+    moved = [k for k in w1 if not torch.equal(start[k], w1[k])]
+    assert len(moved) > 10
+    for key in moved:
+        torch.testing.assert_close(w2[key], w1[key], atol=1e-6, rtol=1e-4)

@@ -55,6 +55,7 @@ class TrainConfig:
     system_prompt: str | None = None  # default: the model's recorded prompt; "" for none
     max_length: int = 2048
     group_by_modality_length: bool = True
+    packing: bool = False  # padding-free batches: each batch's rows packed into sequences of up to max_length
     skip_bad_rows: bool = False
     check_images: bool = True  # open every image header before training starts
 

@@ -397,25 +397,68 @@ class LlavaDataset(torch.utils.data.Dataset):
 
 @dataclass
 class LlavaCollator:
-    """Right-pads a batch; labels pad with IGNORE_INDEX; images of all rows go into one pixel_values."""
+    """Right-pads a batch; labels pad with IGNORE_INDEX; images of all rows go into one pixel_values.
+
+    With `pack_to` (the `packing` option) the batch goes padding-free instead, as transformers'
+    `DataCollatorWithFlattening` and LLaMA-Factory's neat packing do: its rows are packed first-fit into
+    sequences of at most `pack_to` tokens, position ids restart at every row, and no attention mask is
+    sent, so the model builds a block-causal one from the position ids (transformers' packed-sequence
+    masks) and no row sees another. Loss and gradients are those of the padded batch; the compute spent
+    on padding is not. (Measured on the demo's stage-2 rows at batch 16: padded batches were 52% real
+    tokens.) That collator itself is not used because it drops pixel_values and concatenates everything
+    into one sequence, whose attention grows with the square of the whole batch.
+    """
 
     pad_token_id: int
+    pack_to: int | None = None
 
     def __call__(self, items: list[dict]) -> dict:
-        longest = max(len(item["input_ids"]) for item in items)
-        input_ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(items), longest), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
-        for i, item in enumerate(items):
-            n = len(item["input_ids"])
-            input_ids[i, :n] = item["input_ids"]
-            labels[i, :n] = item["labels"]
-            attention_mask[i, :n] = 1
-        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-        pixels = [item["pixel_values"] for item in items if "pixel_values" in item]
+        groups = self._bins(items) if self.pack_to else [[i] for i in range(len(items))]
+        lengths = [sum(len(items[i]["input_ids"]) for i in group) for group in groups]
+        longest = max(lengths)
+        input_ids = torch.full((len(groups), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(groups), longest), IGNORE_INDEX, dtype=torch.long)
+        positions = torch.zeros((len(groups), longest), dtype=torch.long)
+        pixels = []
+        for g, group in enumerate(groups):
+            cursor = 0
+            for i in group:
+                item = items[i]
+                n = len(item["input_ids"])
+                input_ids[g, cursor:cursor + n] = item["input_ids"]
+                labels[g, cursor:cursor + n] = item["labels"]
+                if cursor:  # a row packed after another: its first token is no target of that row's last
+                    labels[g, cursor] = IGNORE_INDEX
+                positions[g, cursor:cursor + n] = torch.arange(n)
+                cursor += n
+                if "pixel_values" in item:  # in the order their image tokens come in the batch
+                    pixels.append(item["pixel_values"])
+            positions[g, cursor:] = torch.arange(longest - cursor)  # the tail's padding: a sequence of its own
+        batch = {"input_ids": input_ids, "labels": labels}
+        if self.pack_to:
+            # transformers builds the per-row mask only without a KV cache; with one (a model whose config
+            # keeps use_cache on) every row would see the rows packed before it.
+            batch.update(position_ids=positions, use_cache=False)
+        else:
+            batch["attention_mask"] = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long()
         if pixels:
             batch["pixel_values"] = torch.cat(pixels)
         return batch
+
+    def _bins(self, items: list[dict]) -> list[list[int]]:
+        """First-fit decreasing: the longest rows first, each into the first sequence it fits in."""
+        bins: list[list[int]] = []
+        room: list[int] = []
+        for i in sorted(range(len(items)), key=lambda i: -len(items[i]["input_ids"])):
+            n = len(items[i]["input_ids"])
+            fits = next((b for b, free in enumerate(room) if n <= free), None)
+            if fits is None:
+                bins.append([i])
+                room.append(self.pack_to - n)
+            else:
+                bins[fits].append(i)
+                room[fits] -= n
+        return bins
 
 
 def pad_token_id(tokenizer) -> int:

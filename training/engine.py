@@ -303,7 +303,7 @@ def train(config: TrainConfig, callbacks: list[TrainerCallback] = (), echo=print
         model=net,
         args=args,
         train_dataset=dataset,
-        data_collator=LlavaCollator(pad_token_id(fmt.tokenizer)),
+        data_collator=LlavaCollator(pad_token_id(fmt.tokenizer), pack_to=config.max_length if config.packing else None),
         processing_class=loaded.processor,
         train_config=config,
         callbacks=[progress, *callbacks],
