@@ -19,7 +19,7 @@ def test_quick_rebuild_from_scratch(tmp_path):
     scores = json.loads((tmp_path / "work" / "scores.json").read_text(encoding="utf-8"))[STRONG]
     assert set(scores) == {"yes_no_accuracy", "yes_no_f1", "renk_exact", "sayma_exact", "konum_exact"}
     # The reduced build's bar is the answer's form, not yet its accuracy (measured here: a few hundred
-    # scenes and two minutes of stage 2 answer at chance; see the README's status): every yes/no answer
+    # scenes and about a minute of stage 2 answer at chance; see the README's status): every yes/no answer
     # is "Evet." or "Hayır.", and count and position answers are a digit and a place word.
     answers = [json.loads(line) for line in
                (tmp_path / "work" / "eval" / "answers" / f"{STRONG}.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -32,7 +32,7 @@ def test_quick_rebuild_from_scratch(tmp_path):
         weights = sum(f.stat().st_size for f in (models / name).glob("*.safetensors"))
         assert 0 < weights <= 15 * 2**20, (name, weights)
         # Stage 2 at the quick plan's batch 8: 1,600 rows x 3 epochs = 600 updates (60 for the mini), not
-        # the 300 of the config's batch 16.
+        # the 75 of the config's batch 64.
         config = json.loads((models / name / "config.json").read_text(encoding="utf-8"))
         assert config["cosmos_llava"]["training"]["steps"] == {STRONG: 600, WEAK: 60}[name], config["cosmos_llava"]
         card = (models / name / "README.md").read_text(encoding="utf-8")
