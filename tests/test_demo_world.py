@@ -128,17 +128,21 @@ TWO = Scene("two", (Shape("daire", "kırmızı", "büyük", "sol"), Shape("kare"
 
 
 def test_patch_targets_name_each_cells_shape():
-    """The vision encoder's dense targets: (kind, colour, size), 1-based, per patch in row-major order;
-    a cell is 2 x 2 patches at 16 px and one patch at 32 px; the four corners and empty cells are 0."""
+    """The vision encoder's dense targets: (kind, colour, size), 1-based, per patch in row-major order,
+    0 for an empty cell, then the cell's region (1-based in REGIONS' order üst, sol, orta, sağ, alt; 0 for
+    a corner); a cell is 2 x 2 patches at 16 px and one patch at 32 px."""
     record = world.record(TWO)
     circle, square = (1, 1, 2), (2, 2, 1)  # büyük kırmızı daire (sol), küçük mavi kare (sağ)
-    expected = [[(0, 0, 0)] * 6 for _ in range(6)]
-    for row in (2, 3):
-        expected[row][0] = expected[row][1] = circle
-        expected[row][4] = expected[row][5] = square
+    regions = [[0, 1, 0], [2, 3, 4], [0, 5, 0]]  # the 3 x 3 grid, row by row
+    shapes = {(1, 0): circle, (1, 2): square}  # (row, column) of a cell -> its shape
+    expected = [[shapes.get((row // 2, col // 2), (0, 0, 0)) + (regions[row // 2][col // 2],) for col in range(6)]
+                for row in range(6)]
+    assert expected[2][0] == expected[3][1] == (1, 1, 2, 2) and expected[0][2] == (0, 0, 0, 1)
     assert world.patch_targets(record, 6) == [t for row in expected for t in row]
-    assert world.patch_targets(record, 3) == [(0, 0, 0)] * 3 + [circle, (0, 0, 0), square] + [(0, 0, 0)] * 3
-    assert world.PATCH_TARGET_CLASSES == (5, 7, 3)  # four kinds, six colours, two sizes, each with "empty"
+    assert world.patch_targets(record, 3) == [(0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 0), (1, 1, 2, 2), (0, 0, 0, 3),
+                                              (2, 2, 1, 4), (0, 0, 0, 0), (0, 0, 0, 5), (0, 0, 0, 0)]
+    # four kinds, six colours, two sizes, each with "empty"; five regions with "corner"
+    assert world.PATCH_TARGET_CLASSES == (5, 7, 3, 6)
 
 
 def test_captions_verbatim():
@@ -475,9 +479,17 @@ def test_caption_rows_and_corpus(records):
         assert human.startswith("<image>\n") and human[len("<image>\n"):] in teacher.CAPTION_PROMPTS
         assert gpt in rec["captions"] and row["category"] == "altyazı" and row["answer_type"] == "open"
     corpus = teacher.lm_corpus(records[:30], random.Random(3))
-    assert all(isinstance(s, str) and s and "<image>" not in s and "Tek kelimeyle" not in s for s in corpus)
-    assert set(records[0]["captions"]) <= set(corpus)
-    assert len(corpus) >= 30 * 8
+    assert all(isinstance(s, str) and s and "<image>" not in s and "\n" not in s for s in corpus)
+    # Per record: its three captions, then one line with the scene's description and questions about it.
+    assert len(corpus) == 30 * 4 and corpus[:3] == records[0]["captions"]
+    lines = corpus[3::4]
+    for line, rec in zip(lines, records):
+        count = len(rec["shapes"])
+        words = "tek bir şekil" if count == 1 else f"{turkish.number_word(count)} şekil"
+        assert line.startswith(f"Görselde {rec['background']} bir zemin üzerinde {words} var. "), line
+        assert line.count("?") >= 5, line  # four scored types, a second yes/no, a "karmaşık" one when it fits
+    short = sum(line.count(teacher.SHORT_SUFFIX) for line in lines)
+    assert 0.3 < short / (5 * len(lines)) < 0.7  # half the scored questions in the short style
 
 
 def test_clip_position_embedding_starts_from_a_2d_sincos_table():

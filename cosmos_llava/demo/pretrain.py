@@ -154,7 +154,8 @@ def _pair_collate(pad_id: int):
 
 class _DenseCLIP(torch.nn.Module):
     """CLIP's contrastive loss plus a dense one: from each patch token of the layer the projector reads,
-    linear heads name the kind, colour and size of the shape in the patch's cell (or "empty").
+    linear heads name the kind, colour and size of the shape in the patch's cell (or "empty") and the
+    cell's region (see world.patch_targets for why the region).
 
     Why: the caption contrast alone leaves the shape *kind* only partly readable per token (a linear
     probe on the contrastive encoder's tokens finds a region's kind 82% of the time, a single token's

