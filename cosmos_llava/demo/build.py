@@ -48,8 +48,8 @@ class BuildPlan:
     # 3, 0.90; 10, 0.93 (dense alone, 0.93), while the contrastive loss still fell to 0.09.
     clip_dense_weight: float = 10.0
     stage1_epochs: float = 1.0
-    # With demo_stage2.yaml's batch 64, packed: 2,063 updates, about 25 minutes of the build on 2 CPU cores
-    # (275 s an epoch at 32 px patches). An H200 ran 8 epochs (16 px patches, padded) in 2 minutes: colour
+    # With demo_stage2.yaml's batch 64, packed: 2,063 updates, 1,479 s of the committed build on 2 CPU cores
+    # (about 263 s an epoch at 32 px patches, after about 35 s of start-up). An H200 ran 8 epochs (16 px patches, padded) in 2 minutes: colour
     # 0.90 and position 0.91 there, against 0.53 and 0.40 at 5 epochs on this CPU.
     stage2_epochs: float = 5.5
     stage2_batch_size: int | None = None  # None: demo_stage2.yaml's

@@ -276,9 +276,9 @@ def patch_targets(record: dict, grid: int) -> list[tuple[int, int, int, int]]:
         for col in range(grid):
             cell = (int((col + 0.5) * 3 / grid), int((row + 0.5) * 3 / grid))
             shape = by_cell.get(cell)
-            targets.append((KINDS.index(shape["kind"]) + 1, colours.index(shape["colour"]) + 1,
-                            SIZES.index(shape["size"]) + 1, region_of.get(cell, 0)) if shape
-                           else (0, 0, 0, region_of.get(cell, 0)))
+            content = (KINDS.index(shape["kind"]) + 1, colours.index(shape["colour"]) + 1,
+                       SIZES.index(shape["size"]) + 1) if shape else (0, 0, 0)
+            targets.append((*content, region_of.get(cell, 0)))
     return targets
 
 
