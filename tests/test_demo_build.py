@@ -4,7 +4,7 @@ what it wrote."""
 
 import json
 
-from cosmos_llava.demo.build import STRONG, WEAK
+from cosmos_llava.demo.build import STRONG, WEAK, BuildPlan
 
 POSITIONS = {"solda", "sağda", "üstte", "altta", "ortada"}
 
@@ -16,6 +16,9 @@ def test_quick_rebuild_from_scratch(tmp_path):
     result = run_python("-m", "cosmos_llava.demo", "build", "--quick", "--work", tmp_path / "work",
                         "--out", tmp_path / "models", "--no-progress", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The LM read its text in the plan's 256-token blocks (a description and its questions stay together).
+    lm = json.loads((tmp_path / "work" / ".done-language-model").read_text(encoding="utf-8"))
+    assert lm["blocks"] == lm["tokens"] // BuildPlan.lm_block == lm["tokens"] // 256, lm
     scores = json.loads((tmp_path / "work" / "scores.json").read_text(encoding="utf-8"))[STRONG]
     assert set(scores) == {"yes_no_accuracy", "yes_no_f1", "renk_exact", "sayma_exact", "konum_exact"}
     # The reduced build's bar is the answer's form, not yet its accuracy (measured here: a few hundred
