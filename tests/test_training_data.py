@@ -436,6 +436,32 @@ def test_images_load_lazily_and_are_padded_as_the_model_asks(request, tmp_path):
     assert torch.equal(pixels, padded) and not torch.equal(pixels, stretched)
 
 
+@pytest.mark.parametrize("image_tokens", [16, 1])
+def test_items_are_the_start_up_encoding(request, tmp_path, image_tokens):
+    """Items come from the encoding made at start-up (not re-rendered per item): ids and labels equal a
+    fresh encode's for images at several turns, two adjacent images, text only and a shortened row."""
+    fmt = load_prompt_format(request.getfixturevalue("llava_llama3"))
+    for name in ("a.png", "b.png"):
+        tiny.solid_image((30, 200, 30)).save(tmp_path / name)
+    images = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    adjacent = [("human", "<image><image>\nFarkı ne?"), ("gpt", "Renkleri.")]
+    rows = [row(MULTI_TURN, images, "iki"), row(adjacent, images, "yan-yana"), row(TEXT_ONLY, [], "metin")]
+    full = RowEncoder(fmt.tokenizer, fmt.template.jinja, None, image_tokens, 2048)
+    limit = len(full.encode(rows[0])) - 3  # the last exchange no longer fits
+    encoder = RowEncoder(fmt.tokenizer, fmt.template.jinja, None, image_tokens, limit)
+    dataset = LlavaDataset(rows, encoder, fmt.processor.image_processor)
+    assert dataset.report.shortened == ["iki"]
+    for index, r in enumerate(rows):
+        expected = encoder.encode(r)
+        item = dataset[index]
+        assert item["input_ids"].dtype == item["labels"].dtype == torch.long
+        assert item["input_ids"].tolist() == expected.input_ids and item["labels"].tolist() == expected.labels, r.id
+        assert len(item.get("pixel_values", [])) == expected.n_images
+    assert dataset[1]["input_ids"].tolist().count(encoder.image_token_id) == 2 * image_tokens
+    # Stored once, one token per image: the two-image row keeps 2 of its 2 x 16 placeholders.
+    assert dataset._ids.dtype == torch.int32 and (dataset._ids == encoder.image_token_id).sum() == 2 + 2 + 0
+
+
 def test_train_summary_lines(tmp_path):
     from training.data import DataReport
     from training.engine import TrainResult
