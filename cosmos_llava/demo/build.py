@@ -7,8 +7,9 @@
 
 Stage 1 and stage 2 run through `training/` unchanged, with the shipped configs
 `training/configs/demo_stage1.yaml` and `demo_stage2.yaml`. Two contestants come out: the full
-recipe, and a clearly weaker one that had a tenth of stage 2. Every step's output is kept in the work
-folder (`--work`), and a step whose output exists is skipped, so an interrupted build continues.
+recipe, and a clearly weaker one that had 8% of its stage 2 (about half an epoch). Every step's
+output is kept in the work folder (`--work`), and a step whose output exists is skipped, so an
+interrupted build continues.
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ class BuildPlan:
     # 3, 0.90; 10, 0.93 (dense alone, 0.93), while the contrastive loss still fell to 0.09.
     clip_dense_weight: float = 10.0
     stage1_epochs: float = 1.0
-    # With demo_stage2.yaml's batch 64, packed: 2,063 updates, 1,479 s of the committed build on 2 CPU cores
-    # (about 263 s an epoch at 32 px patches, after about 35 s of start-up). An H200 ran 8 epochs (16 px patches, padded) in 2 minutes: colour
-    # 0.90 and position 0.91 there, against 0.53 and 0.40 at 5 epochs on this CPU.
-    stage2_epochs: float = 5.5
+    # With demo_stage2.yaml's batch 64, packed: 2,625 updates, 1,532 s of the committed build on 2 CPU cores
+    # (about 215 s an epoch after about 28 s of start-up; 5.5 epochs took as long before training reused
+    # its start-up encoding). An H200 ran 8 epochs (16 px patches, padded) in 2 minutes: colour 0.90 and
+    # position 0.91 there, against 0.53 and 0.40 at 5 epochs on this CPU.
+    stage2_epochs: float = 7.0
     stage2_batch_size: int | None = None  # None: demo_stage2.yaml's
-    weak_fraction: float = 0.1  # of stage 2's epochs, for the weaker contestant
+    weak_fraction: float = 0.08  # of stage 2's epochs (0.56), for the weaker contestant
     image_size: int = 96
     # One patch per cell of the world's 3 x 3 grid, so each of the 9 image tokens holds one whole shape or
     # nothing. Measured against 16 px (36 tokens, a shape over 2 x 2 patches): the contrastive+dense loss
@@ -81,7 +83,7 @@ class BuildPlan:
         5 epochs fit (a stage-2 row cost 8.5 ms instead of 14.5)."""
         return cls(train_scenes=600, test_scenes=200, test_per_type=50, instructions_per_scene=4, text_hidden=64,
                    text_layers=2, lm_steps=80, clip_steps=60, stage1_epochs=1.0, stage2_epochs=5.0,
-                   stage2_batch_size=8)
+                   stage2_batch_size=8, weak_fraction=0.1)
 
 
 # The reduced build's accuracy bar (chance is 0.20; the weaker contestant, at half an epoch, 0.00).
