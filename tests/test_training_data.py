@@ -451,8 +451,9 @@ def test_items_are_the_start_up_encoding(request, tmp_path, image_tokens):
     encoder = RowEncoder(fmt.tokenizer, fmt.template.jinja, None, image_tokens, limit)
     dataset = LlavaDataset(rows, encoder, fmt.processor.image_processor)
     assert dataset.report.shortened == ["iki"]
-    for index, r in enumerate(rows):
-        expected = encoder.encode(r)
+    expected_rows = [encoder.encode(r) for r in rows]
+    encoder.render = lambda *args, **kwargs: pytest.fail("an item rendered its chat template again")
+    for index, (r, expected) in enumerate(zip(rows, expected_rows)):
         item = dataset[index]
         assert item["input_ids"].dtype == item["labels"].dtype == torch.long
         assert item["input_ids"].tolist() == expected.input_ids and item["labels"].tolist() == expected.labels, r.id
